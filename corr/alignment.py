@@ -1,0 +1,111 @@
+"""Test-time pose alignment: try the source mirrored (REFERENCE.md §6).
+
+The decision compares *instance matching distances* between source and target descriptors, for
+the source as it is and for the source mirrored (features re-extracted on the mirrored image).
+All functions are vectorised on the feature grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import Letterbox, mirror_points
+from .matching import mutual_nearest_neighbours, nearest_neighbours
+
+
+def instance_distance(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    src_valid: torch.Tensor,
+    tgt_valid: torch.Tensor,
+    mutual: bool = True,
+) -> float:
+    """Mean L2 distance of (unit-normalised) source descriptors to their nearest target descriptor.
+
+    Args:
+        src, tgt: ``(D, g, g)`` descriptors.
+        src_valid, tgt_valid: ``(g, g)`` bool cells taking part (foreground masks, or the image
+            content without padding).
+        mutual: average only over source cells that are mutual nearest neighbours with a target
+            cell (the maskless variant); otherwise over every valid source cell (with masks).
+
+    Returns the mean distance (``nan`` when no cell qualifies).
+    """
+    d = src.shape[0]
+    a = F.normalize(src.reshape(d, -1).T, dim=1)[src_valid.reshape(-1)]
+    b = F.normalize(tgt.reshape(d, -1).T, dim=1)[tgt_valid.reshape(-1)]
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return float("nan")
+    _, sim = nearest_neighbours(a, b)
+    dist = torch.sqrt((2.0 - 2.0 * sim).clamp_min(0.0))  # L2 between unit vectors
+    if mutual:
+        keep = mutual_nearest_neighbours(a, b)
+        if not bool(keep.any()):
+            return float("nan")
+        dist = dist[keep]
+    return float(dist.mean())
+
+
+def mask_to_grid(mask: np.ndarray, letterbox: Letterbox, grid: int) -> torch.Tensor:
+    """An ``(H, W)`` mask in original pixels -> ``(grid, grid)`` bool (cell area mostly inside)."""
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if m.shape != (letterbox.height, letterbox.width):
+        raise ValueError(
+            f"mask is {m.shape[1]}x{m.shape[0]} but its image is {letterbox.width}x{letterbox.height}"
+        )
+    rgb = np.repeat((m > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
+    boxed = letterbox.apply(rgb, resample="nearest")[..., 0].astype(np.float32) / 255.0
+    pooled = F.adaptive_avg_pool2d(torch.from_numpy(boxed)[None, None], grid)[0, 0]
+    return pooled > 0.5
+
+
+def flip_permutation_from_pairs(pairs: Iterable[Sequence[int]], n: int) -> np.ndarray:
+    """``(n,)`` permutation from left/right twin pairs ``[(i, j), ...]`` (others map to themselves)."""
+    perm = np.arange(n)
+    seen: set[int] = set()
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"flip_pairs entries must be (i, j) pairs, got {pair!r}")
+        i, j = int(pair[0]), int(pair[1])
+        if not (0 <= i < n and 0 <= j < n):
+            raise ValueError(f"flip pair {pair!r} indexes outside the {n} points")
+        if i in seen or j in seen:
+            raise ValueError(f"point {i if i in seen else j} appears in two flip pairs")
+        seen.update((i, j))
+        perm[i], perm[j] = j, i
+    return perm
+
+
+def flipped_queries(points: np.ndarray, perm: np.ndarray, width: int) -> np.ndarray:
+    """Queries in the mirrored source: keypoint ``i`` asks at the mirrored position of ``perm[i]``.
+
+    ``points`` ``(K, 2)`` original source pixels (NaN rows for invisible keypoints); the mirror is
+    ``x' = W - 1 - x`` (pixel-index convention, as the mirrored image array).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return mirror_points(pts[np.asarray(perm)], width)
+
+
+def replace_where_aligned(
+    plain: np.ndarray,
+    aligned: np.ndarray,
+    src_visible: np.ndarray,
+    perm: np.ndarray,
+    tgt_visible: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Use the aligned prediction of keypoint ``i`` only where ``i``, ``perm[i]`` (and target ``i``) are visible.
+
+    Returns the merged ``(K, 2)`` predictions and the ``(K,)`` bool mask of replaced rows.
+    """
+    vis = np.asarray(src_visible, dtype=bool)
+    use = vis & vis[np.asarray(perm)]
+    if tgt_visible is not None:
+        use &= np.asarray(tgt_visible, dtype=bool)
+    out = np.where(use[:, None], aligned, plain)
+    return out, use

@@ -1,0 +1,22 @@
+"""Feature extractors: the base contract, the registry and the built-in models."""
+
+from .base import Extractor, FeatureMaps, ModuleExtractor, module_fingerprint
+from .registry import (
+    create_extractor,
+    describe_extractors,
+    list_extractors,
+    load_factory,
+    register_extractor,
+)
+
+__all__ = [
+    "Extractor",
+    "FeatureMaps",
+    "ModuleExtractor",
+    "create_extractor",
+    "describe_extractors",
+    "list_extractors",
+    "load_factory",
+    "module_fingerprint",
+    "register_extractor",
+]

@@ -1,0 +1,74 @@
+"""One registry of extractor names, in the style of ``timm.create_model``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from .base import Extractor
+
+_REGISTRY: dict[str, Callable[..., Extractor]] = {}
+_DOCS: dict[str, str] = {}
+
+
+def register_extractor(name: str, factory: Callable[..., Extractor] | None = None, doc: str = ""):
+    """Register ``factory(pretrained: bool, **kwargs) -> Extractor`` under ``name``.
+
+    Usable as a decorator (``@register_extractor("my-net")``) or a call.
+    """
+
+    def _add(fn: Callable[..., Extractor]) -> Callable[..., Extractor]:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"an extractor named {name!r} is already registered")
+        _REGISTRY[name] = fn
+        lines = (fn.__doc__ or "").strip().splitlines()
+        _DOCS[name] = doc or (lines[0] if lines else "")
+        return fn
+
+    return _add(factory) if factory is not None else _add
+
+
+def list_extractors() -> list[str]:
+    """The registered extractor names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_extractors() -> dict[str, str]:
+    """Registered name -> one-line description."""
+    return {n: _DOCS.get(n, "") for n in list_extractors()}
+
+
+def load_factory(spec: str) -> Callable[..., Extractor]:
+    """``"package.module:factory"`` -> the callable it names."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"extractor spec {spec!r} must look like 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"extractor {spec!r}: cannot import module {module_name!r}: {err}") from err
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise AttributeError(f"extractor {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
+    """Build a registered extractor by name, or a custom one from ``"module:factory"``.
+
+    ``pretrained=True`` loads real weights and raises :class:`corr.weights.WeightsNotFoundError`
+    when they cannot be found; it never falls back to random weights. Extra keyword arguments
+    go to the factory (``input_size``, ``dtype``, ``layers``, ...).
+    """
+    if ":" in name:
+        ext = load_factory(name)(pretrained=pretrained, **kwargs)
+    else:
+        if name not in _REGISTRY:
+            raise KeyError(
+                f"unknown extractor {name!r}; registered: {', '.join(list_extractors())}; "
+                "or give a custom one as 'package.module:factory'"
+            )
+        ext = _REGISTRY[name](pretrained=pretrained, **kwargs)
+    if not isinstance(ext, Extractor):
+        raise TypeError(f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor")
+    return ext

@@ -1,0 +1,157 @@
+"""Descriptor construction: co-PCA, layer stacking and L2 fusion (REFERENCE.md §4).
+
+Shapes: a feature map is ``(C, h, w)``; a descriptor is ``(D, g, g)`` on the output grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def co_pca(
+    a: torch.Tensor, b: torch.Tensor, dim: int, seed: int = 0, method: str = "eigh"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project two maps ``(C, h, w)`` onto the top ``dim`` principal components of their joint stack.
+
+    Rows of both maps are stacked (``h*w + h*w`` rows of ``C``), centred by their joint mean and
+    projected onto the leading eigenvectors of the joint covariance. Returns the two projected
+    maps ``(dim, h, w)`` (``dim`` is clipped to ``min(C, rows)``). ``method="eigh"`` is exact and
+    deterministic; ``"lowrank"`` uses ``torch.pca_lowrank`` (randomised, as the reference) with a
+    fixed ``seed``. The sign of each component is fixed (largest-magnitude loading positive), so
+    results do not depend on the eigensolver's sign choice.
+    """
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"co_pca needs two (C, h, w) maps with equal C, got {tuple(a.shape)} and {tuple(b.shape)}")
+    c = a.shape[0]
+    xa = a.reshape(c, -1).T.double()
+    xb = b.reshape(c, -1).T.double()
+    x = torch.cat([xa, xb], dim=0)
+    x = x - x.mean(dim=0, keepdim=True)
+    k = min(dim, c, x.shape[0])
+    if method == "eigh":
+        cov = x.T @ x / max(x.shape[0] - 1, 1)
+        _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+        comps = vecs[:, -k:].flip(1)
+    elif method == "lowrank":
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            _, _, v = torch.pca_lowrank(x, q=k, center=False)
+        finally:
+            torch.random.set_rng_state(gen_state)
+        comps = v[:, :k]
+    else:
+        raise ValueError(f"co_pca method must be 'eigh' or 'lowrank', got {method!r}")
+    idx = comps.abs().argmax(dim=0)
+    signs = torch.sign(comps[idx, torch.arange(k)])
+    signs[signs == 0] = 1
+    comps = comps * signs
+    proj = (x @ comps).float()
+    na = xa.shape[0]
+    pa = proj[:na].T.reshape(k, *a.shape[1:])
+    pb = proj[na:].T.reshape(k, *b.shape[1:])
+    return pa.contiguous(), pb.contiguous()
+
+
+def stack_pyramid(maps: Sequence[torch.Tensor], grid: int | None = None) -> torch.Tensor:
+    """Stack maps of different grid sizes into one ``(sum C, g, g)`` descriptor.
+
+    As the reference: start from the coarsest map, upsample (bilinear) to the next finer grid and
+    concatenate *after* it (finer channels first), repeat; finally upsample to ``grid`` if given.
+    E.g. SD layers 2/5/8 at 15/30/60 -> ``[L8 | up(L5 | up(L2))]`` on 60 x 60.
+    """
+    if not maps:
+        raise ValueError("stack_pyramid needs at least one map")
+    ordered = sorted(maps, key=lambda m: m.shape[-1])
+    acc = ordered[0]
+    for m in ordered[1:]:
+        if acc.shape[-2:] != m.shape[-2:]:
+            acc = _resize(acc, m.shape[-2:])
+        acc = torch.cat([m, acc], dim=0)
+    if grid is not None and acc.shape[-2:] != (grid, grid):
+        acc = _resize(acc, (grid, grid))
+    return acc
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise a ``(D, h, w)`` descriptor to unit L2 norm at every location."""
+    return x / x.norm(dim=0, keepdim=True).clamp_min(eps)
+
+
+def fuse(groups: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """L2 fusion: normalise each ``(D_i, g, g)`` group per location, scale by its weight, concatenate.
+
+    With two groups ``[SD, DINO]`` and ``weights = (alpha, 1 - alpha)`` this is REFERENCE.md §4.3.
+    Groups with weight 0 are dropped (``alpha = 1`` is SD alone, ``alpha = 0`` DINO alone).
+    """
+    if len(groups) != len(weights):
+        raise ValueError(f"{len(groups)} descriptor groups but {len(weights)} weights")
+    parts = [w * l2_normalize(g) for g, w in zip(groups, weights, strict=True) if w != 0]
+    if not parts:
+        raise ValueError("all fusion weights are zero")
+    shapes = {p.shape[-2:] for p in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"groups must share one grid before fusion, got {sorted(shapes)}")
+    return torch.cat(parts, dim=0)
+
+
+def fusion_weights(n_groups: int, alpha: float | None, weights: Sequence[float] | None) -> list[float]:
+    """Weights for ``n_groups``: explicit ``weights``, or ``(alpha, 1 - alpha)`` for two groups."""
+    if weights is not None:
+        if len(weights) != n_groups:
+            raise ValueError(f"weights has {len(weights)} entries for {n_groups} extractor groups")
+        return [float(w) for w in weights]
+    if n_groups == 1:
+        return [1.0]
+    if n_groups == 2:
+        a = 0.5 if alpha is None else float(alpha)
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"fuse (alpha) must lie in [0, 1], got {a}")
+        return [a, 1.0 - a]
+    return [1.0 / n_groups] * n_groups
+
+
+def build_descriptors(
+    src: Sequence[Mapping[str, torch.Tensor]],
+    tgt: Sequence[Mapping[str, torch.Tensor]],
+    reduce: Sequence[bool],
+    weights: Sequence[float],
+    grid: int,
+    pca_dim: int | None = 256,
+    mode: str = "copca",
+    pca_method: str = "eigh",
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-extractor feature maps of a pair -> fused ``(D, grid, grid)`` descriptors of both images.
+
+    ``src[i]`` / ``tgt[i]`` are extractor ``i``'s maps ``{name: (C, h, w)}``; ``reduce[i]`` says
+    whether its maps are co-PCA reduced to ``pca_dim`` (``mode="copca"``); ``mode="concat"`` is
+    GeoAware's raw variant (no PCA; each group normalised, the whole re-normalised).
+    """
+    if mode not in ("copca", "concat"):
+        raise ValueError(f"fusion mode must be 'copca' or 'concat', got {mode!r}")
+    groups_s, groups_t = [], []
+    for maps_s, maps_t, red in zip(src, tgt, reduce, strict=True):
+        names = sorted(maps_s)
+        if sorted(maps_t) != names:
+            raise ValueError(f"source and target maps differ: {names} vs {sorted(maps_t)}")
+        ps, pt = [], []
+        for name in names:
+            a, b = maps_s[name], maps_t[name]
+            if mode == "copca" and red and pca_dim:
+                a, b = co_pca(a, b, pca_dim, seed=seed, method=pca_method)
+            ps.append(a)
+            pt.append(b)
+        groups_s.append(stack_pyramid(ps, grid))
+        groups_t.append(stack_pyramid(pt, grid))
+    ds, dt = fuse(groups_s, weights), fuse(groups_t, weights)
+    if mode == "concat":
+        ds, dt = l2_normalize(ds), l2_normalize(dt)
+    return ds, dt

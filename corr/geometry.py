@@ -1,0 +1,128 @@
+"""Coordinate frames: original image, letterboxed square, feature grid.
+
+Every model sees the image *letterboxed* to a square of side ``T`` (REFERENCE.md §1): scaled so
+the long side is ``T`` (short side ``round(T * short / long)``) and zero-padded symmetrically,
+the pad offset on the short axis being ``(T - new_short) // 2``. A point maps
+``x -> x * s + off_x``, ``y -> y * s + off_y`` with ``s = T / max(W, H)``.
+
+A feature grid of ``g x g`` cells covers the letterboxed square: cell ``p`` spans
+``[p * T / g, (p + 1) * T / g)`` and its centre is ``(p + 0.5) * T / g`` (``14 p + 7`` for a
+60-wide grid on 840). All point arrays here are ``(N, 2)`` float ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """The letterbox of a ``width x height`` image into a ``size x size`` square."""
+
+    width: int
+    height: int
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or self.size <= 0:
+            raise ValueError(
+                f"letterbox needs positive sizes, got image {self.width}x{self.height} "
+                f"and square side {self.size}"
+            )
+
+    @property
+    def scale(self) -> float:
+        """``s = T / max(W, H)``: letterbox pixels per original pixel."""
+        return self.size / max(self.width, self.height)
+
+    @property
+    def new_size(self) -> tuple[int, int]:
+        """``(new_w, new_h)`` of the resized image inside the square."""
+        if self.width >= self.height:
+            return self.size, round(self.size * self.height / self.width)
+        return round(self.size * self.width / self.height), self.size
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """``(off_x, off_y)``: the top-left corner of the image inside the square."""
+        new_w, new_h = self.new_size
+        return (self.size - new_w) // 2, (self.size - new_h) // 2
+
+    @property
+    def content_box(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` of the image content in the letterbox frame (x1, y1 exclusive)."""
+        (ox, oy), (nw, nh) = self.offset, self.new_size
+        return ox, oy, ox + nw, oy + nh
+
+    def to_letterbox(self, points: np.ndarray) -> np.ndarray:
+        """Original-pixel points ``(N, 2)`` -> letterbox-frame points ``(N, 2)``."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return pts * self.scale + np.asarray(self.offset, dtype=np.float64)
+
+    def from_letterbox(self, points: np.ndarray) -> np.ndarray:
+        """Letterbox-frame points ``(N, 2)`` -> original-pixel points ``(N, 2)``."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return (pts - np.asarray(self.offset, dtype=np.float64)) / self.scale
+
+    def apply(self, image: np.ndarray, resample: str = "bicubic") -> np.ndarray:
+        """Letterbox an ``(H, W, 3)`` uint8 RGB image into a ``(T, T, 3)`` uint8 square."""
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"image is {image.shape[1]}x{image.shape[0]} but the letterbox was made for "
+                f"{self.width}x{self.height}"
+            )
+        if resample not in RESAMPLE:
+            raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
+        new_w, new_h = self.new_size
+        resized = np.asarray(
+            Image.fromarray(image).resize((new_w, new_h), resample=RESAMPLE[resample])
+        )
+        out = np.zeros((self.size, self.size, 3), dtype=np.uint8)
+        ox, oy = self.offset
+        out[oy : oy + new_h, ox : ox + new_w] = resized
+        return out
+
+
+def letterbox_to_grid(points: np.ndarray, size: int, grid: int) -> np.ndarray:
+    """Letterbox-frame points -> continuous grid coordinates (cell ``p`` spans ``[p, p+1)``)."""
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2) * (grid / size)
+
+
+def grid_cells(points: np.ndarray, size: int, grid: int) -> np.ndarray:
+    """Letterbox-frame points -> integer cell indices ``(N, 2)`` (``floor``, clipped to the grid)."""
+    cells = np.floor(letterbox_to_grid(points, size, grid)).astype(np.int64)
+    return np.clip(cells, 0, grid - 1)
+
+
+def grid_to_letterbox(cells: np.ndarray, size: int, grid: int) -> np.ndarray:
+    """Grid coordinates (integer or fractional cell indices) -> letterbox-frame cell centres."""
+    return (np.asarray(cells, dtype=np.float64).reshape(-1, 2) + 0.5) * (size / grid)
+
+
+def content_mask(letterbox: Letterbox, grid: int) -> np.ndarray:
+    """``(grid, grid)`` bool: cells whose centre lies on image content, not on padding."""
+    centres = (np.arange(grid) + 0.5) * (letterbox.size / grid)
+    x0, y0, x1, y1 = letterbox.content_box
+    inside_x = (centres >= x0) & (centres < x1)
+    inside_y = (centres >= y0) & (centres < y1)
+    return inside_y[:, None] & inside_x[None, :]
+
+
+def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
+    """Points of an image -> the same points in its horizontal mirror (``x' = W - 1 - x``).
+
+    Pixel ``x`` of a ``W``-wide image lands on pixel ``W - 1 - x`` when the array is flipped.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).copy()
+    pts[:, 0] = (width - 1) - pts[:, 0]
+    return pts

@@ -1,0 +1,103 @@
+"""Image loading and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+
+def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
+    """Any supported image -> ``(H, W, 3)`` uint8 RGB array.
+
+    Accepts a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``
+    (uint8, or float in [0, 1]), or a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` (uint8, or float in
+    [0, 1]). Pixels are used as stored: EXIF orientation is not applied, so keypoints annotated
+    on the stored pixels stay valid. ``name`` is used in error messages.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: no such image file: {path}")
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{name}: cannot read image file {path}: {err}") from err
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise ValueError(
+                f"{name}: a tensor image must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}"
+            )
+        image = t.permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"{name}: an array image must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        arr = arr[:, :, :3]
+        if arr.dtype != np.uint8:
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"{name}: array images must be uint8 or float in [0, 1], got {arr.dtype}")
+            if np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
+                raise ValueError(f"{name}: float images must lie in [0, 1]")
+            arr = np.round(arr * 255).astype(np.uint8)
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"{name}: the image is empty ({arr.shape[1]}x{arr.shape[0]})")
+        return np.ascontiguousarray(arr)
+    raise TypeError(
+        f"{name}: expected a path, PIL image, numpy array or tensor, got {type(image).__name__}"
+    )
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomic JSON write, indented, keys in insertion order."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

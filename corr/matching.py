@@ -1,0 +1,133 @@
+"""Matching on feature grids: cosine nearest neighbour and window soft-argmax (REFERENCE.md §5).
+
+Descriptors are ``(D, g, g)`` tensors on the output grid; queries and results are grid
+coordinates ``(N, 2)`` as ``(x, y)`` cell indices (fractional for soft-argmax; cell ``p``'s
+centre is ``p``). Similarities are cosine. Work is done in chunks of queries so that memory
+stays bounded by ``chunk * g * g`` similarities whatever the grid size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .fusion import l2_normalize
+
+METHODS = ("nn", "softargmax")
+
+
+def _flat(desc: torch.Tensor) -> torch.Tensor:
+    if desc.ndim != 3:
+        raise ValueError(f"descriptors must be (D, h, w), got {tuple(desc.shape)}")
+    return l2_normalize(desc).reshape(desc.shape[0], -1)
+
+
+def _window_offsets(radius: int, device) -> torch.Tensor:
+    r = torch.arange(-radius, radius + 1, device=device)
+    dy, dx = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=1)  # (W, 2) as (dx, dy)
+
+
+def match_points(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    cells: torch.Tensor,
+    method: str = "softargmax",
+    window: int = 5,
+    temperature: float = 0.02,
+    target_mask: torch.Tensor | None = None,
+    chunk: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Match source cells to the target grid.
+
+    Args:
+        src, tgt: ``(D, hs, ws)`` and ``(D, ht, wt)`` descriptors (normalised here).
+        cells: ``(N, 2)`` integer source cells ``(x, y)``.
+        method: ``"nn"`` (centre of the most similar target cell) or ``"softargmax"`` (soft-max
+            with temperature ``temperature`` over the ``(2 window + 1)^2`` cells around the
+            argmax; cells outside the window or the grid are excluded, not zeroed).
+        target_mask: optional ``(ht, wt)`` bool; False cells are never matched (e.g. padding).
+        chunk: queries per block; memory is ``O(chunk * ht * wt)``.
+
+    Returns:
+        ``(N, 2)`` float target grid coordinates and ``(N,)`` confidence = the cosine similarity
+        of the best target cell.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "softargmax" and (window < 0 or temperature <= 0):
+        raise ValueError(f"softargmax needs window >= 0 and temperature > 0, got {window}, {temperature}")
+    s, t = _flat(src), _flat(tgt)
+    ht, wt = tgt.shape[-2:]
+    ws = src.shape[-1]
+    cells = torch.as_tensor(cells, dtype=torch.long, device=src.device).reshape(-1, 2)
+    idx = cells[:, 1] * ws + cells[:, 0]
+    mask = None
+    if target_mask is not None:
+        mask = torch.as_tensor(target_mask, dtype=torch.bool, device=src.device).reshape(-1)
+        if not bool(mask.any()):
+            raise ValueError("target_mask excludes every target cell")
+    offsets = _window_offsets(window, src.device) if method == "softargmax" else None
+    coords_out, conf_out = [], []
+    for start in range(0, idx.numel(), chunk):
+        q = s[:, idx[start : start + chunk]].T  # (n, D): index the rows first, then one matmul
+        sim = q @ t  # (n, ht*wt)
+        if mask is not None:
+            sim = sim.masked_fill(~mask, float("-inf"))
+        best, arg = sim.max(dim=1)
+        cy, cx = arg // wt, arg % wt
+        if method == "nn":
+            coords = torch.stack([cx, cy], dim=1).float()
+        else:
+            px = cx[:, None] + offsets[None, :, 0]
+            py = cy[:, None] + offsets[None, :, 1]
+            inside = (px >= 0) & (px < wt) & (py >= 0) & (py < ht)
+            flat = (py.clamp(0, ht - 1) * wt + px.clamp(0, wt - 1)).long()
+            win = sim.gather(1, flat)
+            win = win.masked_fill(~inside, float("-inf"))
+            prob = torch.softmax(win / temperature, dim=1)
+            coords = torch.stack([(prob * px).sum(1), (prob * py).sum(1)], dim=1)
+        coords_out.append(coords)
+        conf_out.append(best)
+    if not coords_out:
+        return torch.zeros(0, 2, device=src.device), torch.zeros(0, device=src.device)
+    return torch.cat(coords_out), torch.cat(conf_out)
+
+
+def dense_match(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    method: str = "softargmax",
+    window: int = 5,
+    temperature: float = 0.02,
+    target_mask: torch.Tensor | None = None,
+    chunk: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Match every source cell: ``(hs, ws, 2)`` target grid coordinates and ``(hs, ws)`` confidence."""
+    hs, ws = src.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(hs), torch.arange(ws), indexing="ij")
+    cells = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    coords, conf = match_points(src, tgt, cells, method, window, temperature, target_mask, chunk)
+    return coords.reshape(hs, ws, 2), conf.reshape(hs, ws)
+
+
+def nearest_neighbours(
+    a: torch.Tensor, b: torch.Tensor, chunk: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``a (N, D)`` -> index of the most cosine-similar row of ``b (M, D)`` and that similarity."""
+    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    idx, sims = [], []
+    for start in range(0, a.shape[0], chunk):
+        s, i = (a[start : start + chunk] @ b.T).max(dim=1)
+        idx.append(i)
+        sims.append(s)
+    if not idx:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    return torch.cat(idx), torch.cat(sims)
+
+
+def mutual_nearest_neighbours(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """``(N,)`` bool: rows of ``a`` whose nearest neighbour in ``b`` has them as nearest neighbour."""
+    ab, _ = nearest_neighbours(a, b, chunk)
+    ba, _ = nearest_neighbours(b, a, chunk)
+    return ba[ab] == torch.arange(a.shape[0], device=a.device)

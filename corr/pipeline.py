@@ -1,0 +1,401 @@
+"""The pipeline: image -> letterbox -> extractors -> fusion -> matcher -> original pixels.
+
+:class:`Matcher` keeps models loaded (and features cached) across calls; :func:`match` is the
+one-call API. Results follow the kornia / LightGlue convention: a dict with ``keypoints0``
+(source points), ``keypoints1`` (their matches) as ``(N, 2)`` float arrays in *original image
+pixels* ``(x, y)``, and ``confidence`` ``(N,)`` (cosine similarity of the matched cell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .alignment import (
+    flip_permutation_from_pairs,
+    flipped_queries,
+    instance_distance,
+    mask_to_grid,
+    replace_where_aligned,
+)
+from .cache import FeatureCache, image_key
+from .extractors import Extractor, create_extractor
+from .fusion import build_descriptors, fusion_weights
+from .geometry import Letterbox, content_mask, grid_cells, grid_to_letterbox, letterbox_to_grid
+from .io import ImageLike, load_image
+from .matching import dense_match, match_points
+
+#: Named extractor combinations; the first is the default.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "sd-dino": ("sd15", "dinov2_vitb14"),
+    "sd": ("sd15",),
+    "dino": ("dinov2_vitb14",),
+    "sd21-dino": ("sd21", "dinov2_vitb14"),
+    "tiny": ("sd-tiny", "dinov2-tiny"),
+}
+
+
+@dataclass
+class ImageFeatures:
+    """The feature maps of one image: one ``{name: (C, h, w)}`` dict per extractor."""
+
+    key: str
+    width: int
+    height: int
+    maps: list[dict[str, torch.Tensor]] = field(repr=False)
+
+
+class Matcher:
+    """Reusable semantic matcher; models stay loaded and features cached between calls.
+
+    Args:
+        extractors: a preset name (``"sd-dino"``, ``"sd"``, ``"dino"``, ``"sd21-dino"``,
+            ``"tiny"``), or a sequence of registered names, ``"module:factory"`` specs or
+            :class:`~corr.extractors.Extractor` instances. The *last* extractor defines the
+            output grid (its finest map) and the matching frame (its input size).
+        fuse: ``alpha`` for two extractors: weight of the first (SD) group, ``1 - alpha`` of
+            the second (DINO); ``1`` is SD alone, ``0`` DINO alone (zero-weight extractors are
+            not even run).
+        weights: explicit per-extractor fusion weights (overrides ``fuse``).
+        method: ``"softargmax"`` (window soft-argmax, sub-cell) or ``"nn"`` (nearest neighbour).
+        window, temperature: soft-argmax radius ``w`` (cells) and temperature ``beta``.
+        pca_dim: co-PCA dimension per reduced map (SD layers); ``None`` disables PCA.
+        fusion: ``"copca"`` (SD+DINO) or ``"concat"`` (GeoAware's raw concatenation).
+        exclude_padding: never match into the target's letterbox padding, and clip predictions
+            to the target image (the reference does neither; see README).
+        pretrained: load real weights (default). ``False`` builds the architectures with random
+            weights, for tests and speed benchmarks only.
+        extractor_options: per-name keyword arguments for the factories, e.g.
+            ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory.
+        cache_dir: folder of the on-disk feature cache (``None``: in memory only).
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+    """
+
+    def __init__(
+        self,
+        extractors: str | Sequence[str | Extractor] = "sd-dino",
+        *,
+        fuse: float = 0.5,
+        weights: Sequence[float] | None = None,
+        method: str = "softargmax",
+        window: int = 5,
+        temperature: float = 0.02,
+        pca_dim: int | None = 256,
+        fusion: str = "copca",
+        pca_method: str = "eigh",
+        exclude_padding: bool = True,
+        pretrained: bool = True,
+        extractor_options: dict[str, dict[str, Any]] | None = None,
+        dtype: str | torch.dtype | None = None,
+        cache_dir: str | Path | None = None,
+        memory_cache: int = 4,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+    ) -> None:
+        specs = list(PRESETS[extractors]) if isinstance(extractors, str) and extractors in PRESETS else (
+            [extractors] if isinstance(extractors, (str, Extractor)) else list(extractors)
+        )
+        if not specs:
+            raise ValueError("extractors is empty: give a preset name, registered names or Extractor objects")
+        all_weights = fusion_weights(len(specs), fuse, weights)
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        options = extractor_options or {}
+        self.extractors: list[Extractor] = []
+        self.weights: list[float] = []
+        for spec, w in zip(specs, all_weights, strict=True):
+            if w == 0:
+                continue  # alpha = 0 or 1: the other model alone; don't run this one
+            if isinstance(spec, Extractor):
+                ext = spec
+            else:
+                kwargs = dict(options.get(spec, {}))
+                if dtype is not None:
+                    kwargs.setdefault("dtype", dtype)
+                ext = create_extractor(spec, pretrained=pretrained, **kwargs)
+            self.extractors.append(ext.to(self.device).eval())
+            self.weights.append(w)
+        self.specs = [s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs]
+        self.method = method
+        self.window = int(window)
+        self.temperature = float(temperature)
+        self.pca_dim = pca_dim
+        self.fusion = fusion
+        self.pca_method = pca_method
+        self.exclude_padding = exclude_padding
+        self.seed = seed
+        self.cache = FeatureCache(cache_dir, memory_items=memory_cache)
+        # validate the matching options now rather than at the first pair
+        if method not in ("nn", "softargmax"):
+            raise ValueError(f"method must be 'nn' or 'softargmax', got {method!r}")
+        if fusion not in ("copca", "concat"):
+            raise ValueError(f"fusion must be 'copca' or 'concat', got {fusion!r}")
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def frame(self) -> int:
+        """Side of the letterbox frame in which matching happens (the last extractor's input)."""
+        return self.extractors[-1].input_size
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the results, as JSON-serialisable data."""
+        return {
+            "extractors": [self._extractor_config(e, None) for e in self.extractors],
+            "weights": self.weights,
+            "method": self.method,
+            "window": self.window,
+            "temperature": self.temperature,
+            "pca_dim": self.pca_dim,
+            "pca_method": self.pca_method,
+            "fusion": self.fusion,
+            "exclude_padding": self.exclude_padding,
+            "frame": self.frame,
+        }
+
+    @staticmethod
+    def _extractor_config(ext: Extractor, category: str | None) -> dict[str, Any]:
+        cfg = dict(ext.config())
+        if getattr(ext, "uses_category", False):
+            cfg["category"] = category
+        return cfg
+
+    # ------------------------------------------------------------------ features
+    def features(self, image: ImageLike | np.ndarray, category: str | None = None, name: str = "image") -> ImageFeatures:
+        """Feature maps of one image, from the cache when it has them."""
+        arr = load_image(image, name=name)
+        h, w = arr.shape[:2]
+        key = image_key(arr)
+        maps_all = []
+        for ext in self.extractors:
+            cfg = self._extractor_config(ext, category)
+            maps = self.cache.get(key, cfg)
+            if maps is None:
+                lb = Letterbox(w, h, ext.input_size)
+                boxed = lb.apply(arr, resample=ext.resample)
+                pixels = torch.from_numpy(boxed).permute(2, 0, 1)[None].float().div(255.0)
+                out = ext(pixels.to(ext.device), category=category)
+                maps = {k: v[0].detach() for k, v in out.items()}
+                self.cache.put(key, cfg, maps)
+            maps_all.append({k: v.to(self.device, torch.float32) for k, v in maps.items()})
+        return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
+
+    def descriptors(self, src: ImageFeatures, tgt: ImageFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused ``(D, g, g)`` descriptors of a pair (co-PCA is fitted on the pair)."""
+        grid = max(m.shape[-1] for m in src.maps[-1].values())
+        return build_descriptors(
+            src.maps,
+            tgt.maps,
+            reduce=[e.reduce for e in self.extractors],
+            weights=self.weights,
+            grid=grid,
+            pca_dim=self.pca_dim,
+            mode=self.fusion,
+            pca_method=self.pca_method,
+            seed=self.seed,
+        )
+
+    # ------------------------------------------------------------------ matching
+    def _target_mask(self, tgt: ImageFeatures, grid: int) -> torch.Tensor | None:
+        if not self.exclude_padding:
+            return None
+        return torch.from_numpy(content_mask(Letterbox(tgt.width, tgt.height, self.frame), grid))
+
+    def _transfer(self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points: np.ndarray):
+        grid = ds.shape[-1]
+        lb_s = Letterbox(src.width, src.height, self.frame)
+        lb_t = Letterbox(tgt.width, tgt.height, self.frame)
+        cells = grid_cells(lb_s.to_letterbox(points), self.frame, grid)
+        coords, conf = match_points(
+            ds, dt, torch.from_numpy(cells), self.method, self.window, self.temperature,
+            self._target_mask(tgt, grid),
+        )
+        out = lb_t.from_letterbox(grid_to_letterbox(coords.cpu().numpy(), self.frame, grid))
+        if self.exclude_padding:
+            out[:, 0] = out[:, 0].clip(0, tgt.width - 1)
+            out[:, 1] = out[:, 1].clip(0, tgt.height - 1)
+        return out, conf.cpu().numpy().astype(np.float64)
+
+    def match(
+        self,
+        src: ImageLike,
+        tgt: ImageLike,
+        points: np.ndarray | Sequence[Sequence[float]] | None = None,
+        *,
+        category: str | None = None,
+        flip: bool = False,
+        flip_pairs: Sequence[Sequence[int]] | np.ndarray | None = None,
+        src_mask: np.ndarray | None = None,
+        tgt_mask: np.ndarray | None = None,
+        tgt_visible: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Transfer ``points`` (``(N, 2)`` source pixels; NaN rows = invisible) to the target.
+
+        Without ``points``, every source grid cell on the image content is matched. With
+        ``flip=True`` the mirrored source is tried too (REFERENCE.md §6): ``flip_pairs`` gives
+        the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)`` permutation;
+        ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)`` foreground masks)
+        switch the decision to the masked distance. Returns ``keypoints0``, ``keypoints1``,
+        ``confidence`` and, with ``flip``, a ``flip`` dict (``flipped``, ``distance``,
+        ``distance_flipped``, ``replaced``).
+        """
+        src_arr, tgt_arr = load_image(src, "src"), load_image(tgt, "tgt")
+        fs, ft = self.features(src_arr, category), self.features(tgt_arr, category)
+        ds, dt = self.descriptors(fs, ft)
+        if points is None:
+            if flip:
+                raise ValueError(
+                    "flip alignment needs labelled points: pass points and flip_pairs "
+                    "(the mirrored query of point i is its left/right twin's mirrored position)"
+                )
+            pts = self._grid_points(fs, ds.shape[-1])
+        else:
+            pts = self._check_points(points, fs)
+        visible = ~np.isnan(pts).any(axis=1)
+        pred = np.full_like(pts, np.nan)
+        conf = np.full(len(pts), np.nan)
+        if visible.any():
+            pred[visible], conf[visible] = self._transfer(ds, dt, fs, ft, pts[visible])
+        result: dict[str, Any] = {"keypoints0": pts, "keypoints1": pred, "confidence": conf}
+        if flip:
+            result = self._align(result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible)
+        return result
+
+    def _align(self, result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible):
+        pts = result["keypoints0"]
+        n = len(pts)
+        if flip_pairs is None:
+            raise ValueError(
+                "flip=True needs flip_pairs: the (i, j) index pairs of left/right twin points "
+                "(e.g. from corr/tables/*_flip.json), or [] when no point has a twin"
+            )
+        perm = np.asarray(flip_pairs)
+        if perm.ndim == 1 and len(perm) == n and np.array_equal(np.sort(perm), np.arange(n)):
+            perm = perm.astype(np.int64)
+        else:
+            perm = flip_permutation_from_pairs(flip_pairs, n)
+        mirrored = np.ascontiguousarray(src_arr[:, ::-1])
+        fm = self.features(mirrored, category)
+        dm, dt_m = self.descriptors(fm, ft)
+        grid = ds.shape[-1]
+        lb_s = Letterbox(fs.width, fs.height, self.frame)
+        lb_t = Letterbox(ft.width, ft.height, self.frame)
+        if (src_mask is None) != (tgt_mask is None):
+            raise ValueError("give both src_mask and tgt_mask, or neither")
+        if src_mask is not None:
+            sv = mask_to_grid(src_mask, lb_s, grid) & torch.from_numpy(content_mask(lb_s, grid))
+            sv_m = torch.flip(sv, dims=[1])
+            tv = mask_to_grid(tgt_mask, lb_t, grid) & torch.from_numpy(content_mask(lb_t, grid))
+            mutual = False
+        else:
+            sv = torch.from_numpy(content_mask(lb_s, grid))
+            sv_m = torch.from_numpy(content_mask(Letterbox(fm.width, fm.height, self.frame), grid))
+            tv = torch.from_numpy(content_mask(lb_t, grid))
+            mutual = True
+        d_plain = instance_distance(ds, dt, sv.to(ds.device), tv.to(ds.device), mutual)
+        d_flip = instance_distance(dm, dt_m, sv_m.to(ds.device), tv.to(ds.device), mutual)
+        flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
+        replaced = np.zeros(n, dtype=bool)
+        if flipped:
+            queries = flipped_queries(pts, perm, fs.width)
+            vis = ~np.isnan(pts).any(axis=1)
+            use = vis & vis[perm]
+            aligned = np.full_like(pts, np.nan)
+            conf_a = np.full(n, np.nan)
+            if use.any():
+                aligned[use], conf_a[use] = self._transfer(dm, dt_m, fm, ft, queries[use])
+            result["keypoints1"], replaced = replace_where_aligned(result["keypoints1"], aligned, vis, perm, tgt_visible)
+            result["confidence"] = np.where(replaced, conf_a, result["confidence"])
+        result["flip"] = {
+            "flipped": flipped,
+            "distance": d_plain,
+            "distance_flipped": d_flip,
+            "replaced": replaced,
+            "masked": src_mask is not None,
+        }
+        return result
+
+    def dense(self, src: ImageLike, tgt: ImageLike, category: str | None = None) -> dict[str, Any]:
+        """Flow for every source grid cell.
+
+        Returns ``flow`` ``(g, g, 2)``: the target point (original target pixels) matched to each
+        source cell; ``points0`` ``(g, g, 2)``: the source cell centres in original source pixels;
+        ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: source cell lies on image content.
+        """
+        fs = self.features(src, category, name="src")
+        ft = self.features(tgt, category, name="tgt")
+        ds, dt = self.descriptors(fs, ft)
+        g = ds.shape[-1]
+        coords, conf = dense_match(ds, dt, self.method, self.window, self.temperature, self._target_mask(ft, g))
+        lb_s = Letterbox(fs.width, fs.height, self.frame)
+        lb_t = Letterbox(ft.width, ft.height, self.frame)
+        flow = lb_t.from_letterbox(grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g))
+        if self.exclude_padding:
+            flow[:, 0] = flow[:, 0].clip(0, ft.width - 1)
+            flow[:, 1] = flow[:, 1].clip(0, ft.height - 1)
+        yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+        centres = lb_s.from_letterbox(grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g))
+        return {
+            "flow": flow.reshape(g, g, 2),
+            "points0": centres.reshape(g, g, 2),
+            "confidence": conf.cpu().numpy().astype(np.float64),
+            "valid": content_mask(lb_s, g),
+        }
+
+    # ------------------------------------------------------------------ helpers
+    def _grid_points(self, fs: ImageFeatures, grid: int) -> np.ndarray:
+        lb = Letterbox(fs.width, fs.height, self.frame)
+        valid = content_mask(lb, grid)
+        yy, xx = np.nonzero(valid)
+        pts = lb.from_letterbox(grid_to_letterbox(np.stack([xx, yy], 1), self.frame, grid))
+        pts[:, 0] = pts[:, 0].clip(0, fs.width - 1)
+        pts[:, 1] = pts[:, 1].clip(0, fs.height - 1)
+        return pts
+
+    @staticmethod
+    def _check_points(points, fs: ImageFeatures) -> np.ndarray:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"points must be an (N, 2) array of (x, y) source pixels, got shape {pts.shape}")
+        ok = ~np.isnan(pts).any(axis=1)
+        bad = ok & ((pts[:, 0] < 0) | (pts[:, 0] > fs.width - 1) | (pts[:, 1] < 0) | (pts[:, 1] > fs.height - 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"points[{i}] = {pts[i].tolist()} lies outside the source image "
+                f"({fs.width}x{fs.height}); points are (x, y) in original source pixels"
+            )
+        return pts
+
+
+_MATCHERS: dict[str, Matcher] = {}
+_CALL_OPTIONS = ("category", "flip", "flip_pairs", "src_mask", "tgt_mask", "tgt_visible")
+
+
+def match(
+    src: ImageLike,
+    tgt: ImageLike,
+    points: np.ndarray | Sequence[Sequence[float]] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Transfer ``points`` from ``src`` to ``tgt`` in one call.
+
+    ``src``/``tgt``: paths, PIL images, ``(H, W, 3)`` arrays or ``(3, H, W)`` tensors;
+    ``points``: ``(N, 2)`` source pixels ``(x, y)`` (``None``: every source grid cell). Options
+    are those of :class:`Matcher` (``extractors``, ``fuse``, ``method``, ...) and of
+    :meth:`Matcher.match` (``flip``, ``flip_pairs``, ``category``, masks). The matcher built for
+    a given set of options is kept, so repeated calls don't reload the models. Returns
+    ``keypoints0``, ``keypoints1`` ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``.
+    """
+    call = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
+    key = repr(sorted(options.items(), key=lambda kv: kv[0]))
+    matcher = _MATCHERS.get(key)
+    if matcher is None:
+        _MATCHERS.clear()  # keep one set of models in memory
+        matcher = _MATCHERS[key] = Matcher(**options)
+    return matcher.match(src, tgt, points, **call)
