@@ -110,11 +110,11 @@ def grid_to_letterbox(cells: np.ndarray, size: int, grid: int) -> np.ndarray:
 
 
 def content_mask(letterbox: Letterbox, grid: int) -> np.ndarray:
-    """``(grid, grid)`` bool: cells whose centre lies on image content, not on padding."""
-    centres = (np.arange(grid) + 0.5) * (letterbox.size / grid)
+    """``(grid, grid)`` bool: cells that overlap the image content (not only padding)."""
+    edges = np.arange(grid + 1) * (letterbox.size / grid)
     x0, y0, x1, y1 = letterbox.content_box
-    inside_x = (centres >= x0) & (centres < x1)
-    inside_y = (centres >= y0) & (centres < y1)
+    inside_x = (edges[1:] > x0) & (edges[:-1] < x1)
+    inside_y = (edges[1:] > y0) & (edges[:-1] < y1)
     return inside_y[:, None] & inside_x[None, :]
 
 

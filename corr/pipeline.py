@@ -242,7 +242,8 @@ class Matcher:
         ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)`` foreground masks)
         switch the decision to the masked distance. Returns ``keypoints0``, ``keypoints1``,
         ``confidence`` and, with ``flip``, a ``flip`` dict (``flipped``, ``distance``,
-        ``distance_flipped``, ``replaced``).
+        ``distance_flipped``, ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned
+        predictions).
         """
         src_arr, tgt_arr = load_image(src, "src"), load_image(tgt, "tgt")
         fs, ft = self.features(src_arr, category), self.features(tgt_arr, category)
@@ -301,6 +302,7 @@ class Matcher:
         d_flip = instance_distance(dm, dt_m, sv_m.to(ds.device), tv.to(ds.device), mutual)
         flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
         replaced = np.zeros(n, dtype=bool)
+        plain = result["keypoints1"].copy()
         if flipped:
             queries = flipped_queries(pts, perm, fs.width)
             vis = ~np.isnan(pts).any(axis=1)
@@ -317,6 +319,7 @@ class Matcher:
             "distance_flipped": d_flip,
             "replaced": replaced,
             "masked": src_mask is not None,
+            "keypoints1_plain": plain,
         }
         return result
 

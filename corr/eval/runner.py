@@ -1,0 +1,375 @@
+"""One evaluation run: pairs -> predictions (resumable) -> PCK results (JSON + CSV).
+
+A run lives in one folder:
+
+- ``config.json``: everything that determines the predictions; a re-run with the same ``--out``
+  must match it, and then resumes;
+- ``predictions.jsonl``: one line per finished pair (predicted target points in original target
+  pixels, the flip decision), appended and fsync'd pair by pair, so an interrupted run loses at
+  most the pair in flight; a torn last line is discarded on resume;
+- ``results.json`` / ``results.csv``: the scores, written atomically at the end, and again by
+  ``python -m corr.eval score DIR`` (re-scoring needs the annotations, not the features).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..datasets import PairRecord, check_images, load_pairs
+from ..io import atomic_write_json
+from ..keypoint_tables import default_tables, flip_permutation, load_groups
+from ..metrics import ALPHAS, evaluate, format_table, write_csv
+
+PRED_FILE = "predictions.jsonl"
+T_REF = {
+    "spair": "max(width, height) of the target's bounding box",
+    "ap10k": "max(w, h) of the target's COCO box",
+    "pfpascal": "max(width, height) of the target image",
+}
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate (the model configuration lives in the Matcher)."""
+
+    dataset: str
+    root: str
+    split: str = "test"
+    subset: str | None = None  # AP-10K: intra-species | cross-species | cross-family
+    limit: int | None = None
+    skip_bad: bool = False
+    flip: bool = False
+    flip_table: str | None = None
+    geo_groups: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BadPairsError(RuntimeError):
+    """Pairs whose images are missing or unreadable (and ``--skip-bad`` was not given)."""
+
+
+class ConfigMismatchError(RuntimeError):
+    """The output folder holds a run with a different configuration."""
+
+
+# ---------------------------------------------------------------------------------- records
+def load_records(opts: EvalOptions) -> list[PairRecord]:
+    kw = {"subset": opts.subset} if opts.dataset == "ap10k" and opts.subset else {}
+    records = load_pairs(opts.dataset, opts.root, split=opts.split, **kw)
+    if opts.limit is not None:
+        records = records[: opts.limit]
+    return records
+
+
+@dataclass
+class Tables:
+    """The keypoint tables of a run: geo groups (None when not computable) and flip lists."""
+
+    geo: dict | None
+    geo_source: str | None
+    flip: dict | None
+    flip_source: str | None
+    note: str | None
+
+
+def tables_for(opts: EvalOptions, table_categories: Sequence[str]) -> Tables:
+    """Geo-group and flip tables for the run; a note says why the geo subset is unavailable."""
+    geo_default, flip_default = default_tables(opts.dataset)
+    geo_src = opts.geo_groups or geo_default
+    geo = load_groups(geo_src) if geo_src else None
+    note = None
+    if geo is not None:
+        missing = sorted(set(table_categories) - set(geo))
+        if missing:
+            note = (
+                f"geometry-aware subset not computed: categories {missing} are not in the table "
+                f"{geo_src!r}; pass --geo-groups FILE with a table for them"
+            )
+            geo, geo_src = None, None
+    flip = flip_src = None
+    if opts.flip:
+        if opts.dataset == "pfpascal":
+            raise ValueError(
+                "--flip is for SPair-71k and AP-10K: PF-Pascal keypoints have no fixed semantic "
+                "ids, so there is no left/right flip list for them"
+            )
+        flip_src = opts.flip_table or flip_default
+        flip = load_groups(flip_src)
+        missing = sorted(set(table_categories) - set(flip))
+        if missing:
+            raise ValueError(
+                f"--flip: categories {missing} are not in the flip table {flip_src!r}; "
+                "pass --flip-table FILE (e.g. the data set's flip.json)"
+            )
+    return Tables(geo, geo_src, flip, flip_src, note)
+
+
+# ---------------------------------------------------------------------------------- store
+class PredictionStore:
+    """Append-only JSONL of finished pairs, safe to resume after an interruption."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path.exists():
+            good = 0
+            with open(path, "rb") as f:
+                data = f.read()
+            for line in data.splitlines(keepends=True):
+                if not line.endswith(b"\n"):
+                    break  # torn write of the pair in flight
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                self.entries[entry["pair_id"]] = entry
+                good += len(line)
+            if good != len(data):
+                with open(path, "r+b") as f:
+                    f.truncate(good)
+
+    def append(self, entry: dict) -> None:
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.entries[entry["pair_id"]] = entry
+
+
+def _points(arr: np.ndarray) -> list:
+    return [None if not np.isfinite(p).all() else [round(float(p[0]), 3), round(float(p[1]), 3)] for p in arr]
+
+
+def _array(points: list) -> np.ndarray:
+    return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=np.float64).reshape(-1, 2)
+
+
+# ---------------------------------------------------------------------------------- running
+def environment() -> dict[str, Any]:
+    """Package versions, Python, platform and the git commit of this checkout."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("corr", "torch", "diffusers", "timm", "numpy", "scikit-learn", "opencv-python-headless"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    repo = Path(__file__).resolve().parents[2]
+    commit = dirty = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def _run_config(opts: EvalOptions, matcher_config: dict, geo_src, flip_src) -> dict:
+    run = {k: v for k, v in asdict(opts).items() if k not in ("limit", "skip_bad", "extra")}
+    run["root"] = str(Path(opts.root).resolve())
+    run["geo_groups"] = geo_src
+    run["flip_table"] = flip_src if opts.flip else None
+    return {"run": run, "matcher": matcher_config}
+
+
+def run_eval(
+    opts: EvalOptions,
+    matcher,
+    out: str | Path,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Evaluate ``matcher`` (a :class:`corr.Matcher`) on a data set; resumable in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = load_records(opts)
+    if not records:
+        raise ValueError(f"no pairs found for {opts.dataset} split {opts.split!r} under {opts.root}")
+    tables = tables_for(opts, sorted({r.table_category for r in records}))
+    config = _run_config(opts, matcher.config(), tables.geo_source, tables.flip_source)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old != json.loads(json.dumps(config, default=str)):
+            raise ConfigMismatchError(
+                f"{out} holds a run with a different configuration (see {cfg_path}); "
+                "use another --out, or delete that folder to start over"
+            )
+    else:
+        atomic_write_json(cfg_path, config)
+
+    bad = check_images(records)
+    skipped = [{"pair_id": pid, "path": str(path), "reason": why} for pid, path, why in bad]
+    if bad and not opts.skip_bad:
+        lines = "\n".join(f"  {s['pair_id']}: {s['path']}: {s['reason']}" for s in skipped[:10])
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise BadPairsError(
+            f"{len(bad)} pair(s) have a missing or unreadable image:\n{lines}{more}\n"
+            "Fix the data, or pass --skip-bad to record them as skipped in the results."
+        )
+    bad_ids = {s["pair_id"] for s in skipped}
+    todo_records = [r for r in records if r.pair_id not in bad_ids]
+
+    store = PredictionStore(out / PRED_FILE)
+    todo = [r for r in todo_records if r.pair_id not in store.entries]
+    if store.entries:
+        log(f"resuming: {len(todo_records) - len(todo)} of {len(todo_records)} pairs already done in {out}")
+    t0 = time.perf_counter()
+    for rec in tqdm(todo, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
+        queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
+        kwargs: dict[str, Any] = {"category": rec.category}
+        if opts.flip:
+            perm = flip_permutation(tables.flip[rec.table_category], len(queries))
+            kwargs.update(flip=True, flip_pairs=perm, tgt_visible=rec.tgt_vis)
+        res = matcher.match(rec.src_image, rec.tgt_image, queries, **kwargs)
+        entry = {"pair_id": rec.pair_id, "pred": _points(res["keypoints1"])}
+        if opts.flip:
+            f = res["flip"]
+            entry["flip"] = {
+                "flipped": f["flipped"],
+                "distance": f["distance"],
+                "distance_flipped": f["distance_flipped"],
+                "pred_plain": _points(f["keypoints1_plain"]),
+            }
+        store.append(entry)
+    elapsed = time.perf_counter() - t0
+
+    results = score_run(opts, todo_records, store.entries, tables)
+    results["skipped"] = skipped
+    results["config"] = config
+    results["environment"] = environment()
+    results["timing"] = {
+        "pairs_computed_this_run": len(todo),
+        "seconds_this_run": round(elapsed, 3),
+        "seconds_per_pair_this_run": round(elapsed / len(todo), 4) if todo else None,
+        "feature_cache": {"hits": matcher.cache.hits, "misses": matcher.cache.misses},
+    }
+    write_results(out, results, opts.dataset)
+    log(format_table(results["results"], ALPHAS[opts.dataset]))
+    if "results_without_alignment" in results:
+        log("\nWithout pose alignment (same pairs):")
+        log(format_table(results["results_without_alignment"], ALPHAS[opts.dataset]))
+        log(_flip_summary(results["flip"]))
+    for note in results["notes"]:
+        log(f"note: {note}")
+    if skipped:
+        log(f"skipped {len(skipped)} pair(s) with bad images (listed in results.json)")
+    log(f"results: {out / 'results.json'} and {out / 'results.csv'}")
+    return results
+
+
+def score_run(
+    opts: EvalOptions,
+    records: Sequence[PairRecord],
+    entries: dict[str, dict],
+    tables: Tables,
+) -> dict:
+    """PCK of the stored predictions (both averages, geo-aware subset, flip statistics)."""
+    alphas = ALPHAS[opts.dataset]
+    missing = [r.pair_id for r in records if r.pair_id not in entries]
+    if missing:
+        raise ValueError(f"{len(missing)} pairs have no prediction yet (first: {missing[0]}); run the evaluation to finish them")
+    preds = [_array(entries[r.pair_id]["pred"]) for r in records]
+    out: dict[str, Any] = {
+        "dataset": opts.dataset,
+        "split": opts.split,
+        "subset": opts.subset,
+        "n_pairs": len(records),
+        "metric": {
+            "pck": "a prediction is correct if ||pred - gt|| < alpha * T_ref (strict), over keypoints visible in both images",
+            "T_ref": T_REF[opts.dataset],
+            "alphas": list(alphas),
+            "per_image": "PCK of each pair, averaged over pairs (overall = mean over all pairs)",
+            "per_keypoint": "all correct keypoints over all evaluated keypoints",
+            "frame": "distances in original target-image pixels",
+            "geo_groups": tables.geo_source,
+        },
+        "results": evaluate(records, preds, alphas, geo_groups=tables.geo),
+        "notes": [tables.note] if tables.note else [],
+    }
+    if opts.flip:
+        plain = [_array(entries[r.pair_id]["flip"]["pred_plain"]) for r in records]
+        out["results_without_alignment"] = evaluate(records, plain, alphas, geo_groups=tables.geo)
+        per_cat: dict[str, dict] = {}
+        for r in records:
+            c = per_cat.setdefault(r.category, {"n_pairs": 0, "n_flipped": 0})
+            c["n_pairs"] += 1
+            c["n_flipped"] += int(entries[r.pair_id]["flip"]["flipped"])
+        for c in per_cat.values():
+            c["flip_rate"] = c["n_flipped"] / c["n_pairs"]
+        total = sum(c["n_pairs"] for c in per_cat.values())
+        flipped = sum(c["n_flipped"] for c in per_cat.values())
+        out["flip"] = {
+            "per_category": dict(sorted(per_cat.items())),
+            "overall": {"n_pairs": total, "n_flipped": flipped, "flip_rate": flipped / total},
+        }
+    return out
+
+
+def _flip_summary(flip: dict) -> str:
+    rows = [f"{'category':<20} {'pairs':>6} {'flipped':>8} {'rate':>6}"]
+    for cat, c in flip["per_category"].items():
+        rows.append(f"{cat:<20} {c['n_pairs']:>6} {c['n_flipped']:>8} {c['flip_rate']:>6.2f}")
+    o = flip["overall"]
+    rows.append(f"{'overall':<20} {o['n_pairs']:>6} {o['n_flipped']:>8} {o['flip_rate']:>6.2f}")
+    return "Pose alignment: how often the mirrored source was chosen (per pair)\n" + "\n".join(rows)
+
+
+def write_results(out: Path, results: dict, dataset: str) -> None:
+    atomic_write_json(out / "results.json", results)
+    write_csv(results["results"], out / "results.csv")
+    if "results_without_alignment" in results:
+        write_csv(results["results_without_alignment"], out / "results_without_alignment.csv")
+
+
+def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Re-score a finished run folder from its predictions (no features needed)."""
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{out} is not an evaluation folder: {cfg_path} is missing")
+    config = json.loads(cfg_path.read_text())
+    run = config["run"]
+    opts = EvalOptions(
+        dataset=run["dataset"], root=run["root"], split=run["split"], subset=run.get("subset"),
+        flip=run.get("flip", False), flip_table=run.get("flip_table"), geo_groups=run.get("geo_groups"),
+    )
+    store = PredictionStore(out / PRED_FILE)
+    records = [r for r in load_records(opts) if r.pair_id in store.entries]
+    tables = tables_for(opts, sorted({r.table_category for r in records}))
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results = score_run(opts, records, store.entries, tables)
+    for key in ("skipped", "timing"):
+        if key in previous:
+            results[key] = previous[key]
+    results["config"] = config
+    results["environment"] = environment()
+    write_results(out, results, opts.dataset)
+    log(format_table(results["results"], ALPHAS[opts.dataset]))
+    return results

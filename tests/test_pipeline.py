@@ -1,0 +1,140 @@
+"""The Matcher / match API on a small deterministic custom extractor."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import corr
+from corr.extractors import ModuleExtractor
+
+
+class CountingConv(nn.Module):
+    """A fixed random conv net (stride 4) that counts its calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 5, 2, 2), nn.ReLU(), nn.Conv2d(16, 24, 5, 2, 2))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+def _ext(size=64):
+    return ModuleExtractor(CountingConv(), input_size=size, name="toy")
+
+
+def _image(w=90, h=60, seed=0):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (h // 6, w // 6, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST))
+
+
+def test_all_input_types_give_the_same_result(tmp_path):
+    img = _image()
+    path = tmp_path / "a.png"
+    Image.fromarray(img).save(path)
+    m = corr.Matcher([_ext()], device="cpu")
+    pts = np.array([[10.0, 20.0], [80.0, 5.0]])
+    ref = m.match(img, img, pts)
+    for src in (str(path), path, Image.fromarray(img), torch.from_numpy(img.copy()).permute(2, 0, 1), img.astype(np.float32) / 255):
+        out = m.match(src, img, pts)
+        assert np.allclose(out["keypoints1"], ref["keypoints1"])
+    assert set(ref) == {"keypoints0", "keypoints1", "confidence"}
+    assert ref["keypoints1"].shape == (2, 2) and ref["confidence"].shape == (2,)
+
+
+def test_self_match_returns_points_in_original_pixels():
+    img = np.random.default_rng(5).integers(0, 255, (120, 300, 3), dtype=np.uint8)  # every cell distinct
+    m = corr.Matcher([_ext(64)], method="nn", device="cpu")
+    pts = np.array([[150.0, 60.0], [12.0, 100.0], [290.0, 3.0]])
+    out = m.match(img, img, pts)
+    assert np.array_equal(out["keypoints0"], pts)
+    # a cell is 4 letterbox px = 4 * 300 / 64 original px: the match is the query's own cell centre
+    cell = 4 * 300 / 64
+    assert np.all(np.abs(out["keypoints1"] - pts) <= cell / 2 + 1e-6)
+    assert np.allclose(out["confidence"], 1.0, atol=1e-5)
+
+
+def test_points_none_and_dense_cover_the_image_content_only():
+    img = _image(w=100, h=50)
+    m = corr.Matcher([_ext(64)], device="cpu")
+    out = m.match(img, img)
+    k0 = out["keypoints0"]
+    assert len(k0) == 16 * 8  # 16 x 16 grid; content covers 8 rows
+    assert (k0[:, 0] >= 0).all() and (k0[:, 0] <= 99).all() and (k0[:, 1] <= 49).all()
+    d = m.dense(img, img)
+    assert d["flow"].shape == (16, 16, 2) and d["valid"].sum() == 16 * 8
+    assert (d["flow"][..., 1] <= 49).all()  # never into the padding
+
+
+def test_nan_points_stay_nan_and_bad_points_are_named():
+    img = _image()
+    m = corr.Matcher([_ext()], device="cpu")
+    out = m.match(img, img, np.array([[np.nan, np.nan], [5.0, 5.0]]))
+    assert np.isnan(out["keypoints1"][0]).all() and np.isfinite(out["keypoints1"][1]).all()
+    with pytest.raises(ValueError, match=r"points\[1\].*outside the source image \(90x60\)"):
+        m.match(img, img, [[1, 1], [95, 1]])
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        m.match(img, img, [1, 2, 3])
+    with pytest.raises(FileNotFoundError, match="src: no such image file"):
+        m.match("/nonexistent.jpg", img, [[1, 1]])
+
+
+def test_features_are_cached_in_memory_and_on_disk(tmp_path):
+    ext = _ext()
+    img_a, img_b = _image(seed=1), _image(seed=2)
+    m = corr.Matcher([ext], cache_dir=tmp_path, device="cpu")
+    m.match(img_a, img_b, [[3, 3]])
+    m.match(img_a, img_b, [[4, 4]])
+    m.match(img_b, img_a, [[4, 4]])
+    assert ext.module.calls == 2  # each image extracted once
+    files = list(tmp_path.rglob("*.safetensors"))
+    assert len(files) == 2
+    # a new matcher on the same cache folder extracts nothing
+    ext2 = _ext()
+    m2 = corr.Matcher([ext2], cache_dir=tmp_path, memory_cache=0, device="cpu")
+    r1 = m.match(img_a, img_b, [[30, 30]])
+    r2 = m2.match(img_a, img_b, [[30, 30]])
+    assert ext2.module.calls == 0
+    assert np.allclose(r1["keypoints1"], r2["keypoints1"], atol=0.5)  # fp16 storage
+
+
+def test_cache_separates_different_weights(tmp_path):
+    a, b = _ext(), _ext()
+    with torch.no_grad():
+        b.module.net[0].weight.mul_(2)
+    img = _image()
+    corr.Matcher([a], cache_dir=tmp_path, device="cpu").match(img, img, [[1, 1]])
+    corr.Matcher([b], cache_dir=tmp_path, device="cpu").match(img, img, [[1, 1]])
+    assert b.module.calls == 1
+    assert len({p.parent.parent for p in tmp_path.rglob("*.safetensors")}) == 2
+
+
+def test_zero_weight_extractor_is_not_run():
+    a, b = _ext(), _ext(32)
+    m = corr.Matcher([a, b], fuse=1.0, device="cpu")
+    m.match(_image(), _image(seed=3), [[2, 2]])
+    assert a.module.calls == 2 and b.module.calls == 0
+    assert m.frame == 64
+
+
+def test_match_function_reuses_its_matcher():
+    ext = _ext()
+    img = _image()
+    corr.match(img, img, [[1, 1]], extractors=[ext], device="cpu")
+    corr.match(img, img, [[2, 2]], extractors=[ext], device="cpu")
+    assert ext.module.calls == 1
+
+
+def test_unknown_extractor_and_bad_spec_errors():
+    with pytest.raises(KeyError, match="unknown extractor 'nope'.*registered"):
+        corr.Matcher(["nope"])
+    with pytest.raises(ValueError, match="package.module:factory"):
+        corr.create_extractor(":x")
+    with pytest.raises(ImportError, match="cannot import module"):
+        corr.create_extractor("no_such_module_xyz:factory")
