@@ -1,23 +1,59 @@
-"""corr: zero-shot semantic correspondence with fused Stable Diffusion and DINOv2 features."""
+"""corr: zero-shot semantic correspondence with fused Stable Diffusion and DINOv2 features.
 
-from .extractors import (
-    Extractor,
-    ModuleExtractor,
-    create_extractor,
-    list_extractors,
-    register_extractor,
-)
-from .pipeline import PRESETS, Matcher, match
+The public names are imported lazily, so ``import corr.datasets`` or ``corr.metrics`` (which
+need no model code) does not pay for torch, timm or diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Matcher": "corr.pipeline",
+    "match": "corr.pipeline",
+    "PRESETS": "corr.pipeline",
+    "Extractor": "corr.extractors",
+    "ModuleExtractor": "corr.extractors",
+    "create_extractor": "corr.extractors",
+    "list_extractors": "corr.extractors",
+    "register_extractor": "corr.extractors",
+    "WeightsNotFoundError": "corr.weights",
+}
 
 __all__ = [
     "PRESETS",
     "Extractor",
     "Matcher",
     "ModuleExtractor",
+    "WeightsNotFoundError",
     "create_extractor",
     "list_extractors",
     "match",
     "register_extractor",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extractors import (
+        Extractor,
+        ModuleExtractor,
+        create_extractor,
+        list_extractors,
+        register_extractor,
+    )
+    from .pipeline import PRESETS, Matcher, match
+    from .weights import WeightsNotFoundError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'corr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -6,13 +6,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
@@ -48,13 +48,17 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise ValueError(f"{name}: an array image must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+            raise ValueError(
+                f"{name}: an array image must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}"
+            )
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
         arr = arr[:, :, :3]
         if arr.dtype != np.uint8:
             if not np.issubdtype(arr.dtype, np.floating):
-                raise ValueError(f"{name}: array images must be uint8 or float in [0, 1], got {arr.dtype}")
+                raise ValueError(
+                    f"{name}: array images must be uint8 or float in [0, 1], got {arr.dtype}"
+                )
             if np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
                 raise ValueError(f"{name}: float images must lie in [0, 1]")
             arr = np.round(arr * 255).astype(np.uint8)

@@ -26,7 +26,7 @@ from .alignment import (
 from .cache import FeatureCache, image_key
 from .extractors import Extractor, create_extractor
 from .fusion import build_descriptors, fusion_weights
-from .geometry import Letterbox, content_mask, grid_cells, grid_to_letterbox, letterbox_to_grid
+from .geometry import Letterbox, content_mask, grid_cells, grid_to_letterbox
 from .io import ImageLike, load_image
 from .matching import dense_match, match_points
 
@@ -97,14 +97,20 @@ class Matcher:
         device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
-        specs = list(PRESETS[extractors]) if isinstance(extractors, str) and extractors in PRESETS else (
-            [extractors] if isinstance(extractors, (str, Extractor)) else list(extractors)
+        specs = (
+            list(PRESETS[extractors])
+            if isinstance(extractors, str) and extractors in PRESETS
+            else ([extractors] if isinstance(extractors, (str, Extractor)) else list(extractors))
         )
         if not specs:
-            raise ValueError("extractors is empty: give a preset name, registered names or Extractor objects")
+            raise ValueError(
+                "extractors is empty: give a preset name, registered names or Extractor objects"
+            )
         all_weights = fusion_weights(len(specs), fuse, weights)
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         )
         options = extractor_options or {}
         self.extractors: list[Extractor] = []
@@ -121,7 +127,9 @@ class Matcher:
                 ext = create_extractor(spec, pretrained=pretrained, **kwargs)
             self.extractors.append(ext.to(self.device).eval())
             self.weights.append(w)
-        self.specs = [s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs]
+        self.specs = [
+            s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs
+        ]
         self.method = method
         self.window = int(window)
         self.temperature = float(temperature)
@@ -166,7 +174,9 @@ class Matcher:
         return cfg
 
     # ------------------------------------------------------------------ features
-    def features(self, image: ImageLike | np.ndarray, category: str | None = None, name: str = "image") -> ImageFeatures:
+    def features(
+        self, image: ImageLike | np.ndarray, category: str | None = None, name: str = "image"
+    ) -> ImageFeatures:
         """Feature maps of one image, from the cache when it has them."""
         arr = load_image(image, name=name)
         h, w = arr.shape[:2]
@@ -185,7 +195,9 @@ class Matcher:
             maps_all.append({k: v.to(self.device, torch.float32) for k, v in maps.items()})
         return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
 
-    def descriptors(self, src: ImageFeatures, tgt: ImageFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+    def descriptors(
+        self, src: ImageFeatures, tgt: ImageFeatures
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused ``(D, g, g)`` descriptors of a pair (co-PCA is fitted on the pair)."""
         grid = max(m.shape[-1] for m in src.maps[-1].values())
         return build_descriptors(
@@ -212,7 +224,12 @@ class Matcher:
         lb_t = Letterbox(tgt.width, tgt.height, self.frame)
         cells = grid_cells(lb_s.to_letterbox(points), self.frame, grid)
         coords, conf = match_points(
-            ds, dt, torch.from_numpy(cells), self.method, self.window, self.temperature,
+            ds,
+            dt,
+            torch.from_numpy(cells),
+            self.method,
+            self.window,
+            self.temperature,
             self._target_mask(tgt, grid),
         )
         out = lb_t.from_letterbox(grid_to_letterbox(coords.cpu().numpy(), self.frame, grid))
@@ -264,10 +281,24 @@ class Matcher:
             pred[visible], conf[visible] = self._transfer(ds, dt, fs, ft, pts[visible])
         result: dict[str, Any] = {"keypoints0": pts, "keypoints1": pred, "confidence": conf}
         if flip:
-            result = self._align(result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible)
+            result = self._align(
+                result,
+                src_arr,
+                ft,
+                ds,
+                dt,
+                fs,
+                category,
+                flip_pairs,
+                src_mask,
+                tgt_mask,
+                tgt_visible,
+            )
         return result
 
-    def _align(self, result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible):
+    def _align(
+        self, result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible
+    ):
         pts = result["keypoints0"]
         n = len(pts)
         if flip_pairs is None:
@@ -311,7 +342,9 @@ class Matcher:
             conf_a = np.full(n, np.nan)
             if use.any():
                 aligned[use], conf_a[use] = self._transfer(dm, dt_m, fm, ft, queries[use])
-            result["keypoints1"], replaced = replace_where_aligned(result["keypoints1"], aligned, vis, perm, tgt_visible)
+            result["keypoints1"], replaced = replace_where_aligned(
+                result["keypoints1"], aligned, vis, perm, tgt_visible
+            )
             result["confidence"] = np.where(replaced, conf_a, result["confidence"])
         result["flip"] = {
             "flipped": flipped,
@@ -334,15 +367,21 @@ class Matcher:
         ft = self.features(tgt, category, name="tgt")
         ds, dt = self.descriptors(fs, ft)
         g = ds.shape[-1]
-        coords, conf = dense_match(ds, dt, self.method, self.window, self.temperature, self._target_mask(ft, g))
+        coords, conf = dense_match(
+            ds, dt, self.method, self.window, self.temperature, self._target_mask(ft, g)
+        )
         lb_s = Letterbox(fs.width, fs.height, self.frame)
         lb_t = Letterbox(ft.width, ft.height, self.frame)
-        flow = lb_t.from_letterbox(grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g))
+        flow = lb_t.from_letterbox(
+            grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g)
+        )
         if self.exclude_padding:
             flow[:, 0] = flow[:, 0].clip(0, ft.width - 1)
             flow[:, 1] = flow[:, 1].clip(0, ft.height - 1)
         yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-        centres = lb_s.from_letterbox(grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g))
+        centres = lb_s.from_letterbox(
+            grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g)
+        )
         return {
             "flow": flow.reshape(g, g, 2),
             "points0": centres.reshape(g, g, 2),
@@ -364,9 +403,16 @@ class Matcher:
     def _check_points(points, fs: ImageFeatures) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2:
-            raise ValueError(f"points must be an (N, 2) array of (x, y) source pixels, got shape {pts.shape}")
+            raise ValueError(
+                f"points must be an (N, 2) array of (x, y) source pixels, got shape {pts.shape}"
+            )
         ok = ~np.isnan(pts).any(axis=1)
-        bad = ok & ((pts[:, 0] < 0) | (pts[:, 0] > fs.width - 1) | (pts[:, 1] < 0) | (pts[:, 1] > fs.height - 1))
+        bad = ok & (
+            (pts[:, 0] < 0)
+            | (pts[:, 0] > fs.width - 1)
+            | (pts[:, 1] < 0)
+            | (pts[:, 1] > fs.height - 1)
+        )
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(

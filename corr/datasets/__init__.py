@@ -1,0 +1,49 @@
+"""Benchmark data-set loaders (SPair-71k, PF-Pascal, AP-10K) returning :class:`PairRecord` lists.
+
+No model code is imported here: only numpy, PIL, json/csv and the standard library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .pfpascal import load_pfpascal
+from .records import DatasetLayoutError, PairRecord, check_images
+from .spair import load_spair
+
+__all__ = [
+    "PairRecord",
+    "DatasetLayoutError",
+    "load_spair",
+    "load_pfpascal",
+    "load_ap10k",
+    "load_pairs",
+    "check_images",
+    "DATASETS",
+]
+
+DATASETS = ("spair", "pfpascal", "ap10k")
+
+
+def load_ap10k(
+    root: str | Path, subset: str = "intra-species", split: str = "test"
+) -> list[PairRecord]:
+    """See :func:`corr.datasets.ap10k.load_ap10k` (imported on first use, so that
+    ``python -m corr.datasets.ap10k`` does not find its module already imported)."""
+    from .ap10k import load_ap10k as _load
+
+    return _load(root, subset=subset, split=split)
+
+
+def load_pairs(dataset: str, root: str | Path, split: str = "test", **kw) -> list[PairRecord]:
+    """Dispatch to the loader of ``dataset`` ("spair" | "pfpascal" | "ap10k").
+
+    Extra keywords go to the loader: ``layout`` for SPair-71k, ``subset`` for AP-10K.
+    """
+    if dataset == "spair":
+        return load_spair(root, split=split, **kw)
+    if dataset == "pfpascal":
+        return load_pfpascal(root, split=split, **kw)
+    if dataset == "ap10k":
+        return load_ap10k(root, split=split, **kw)
+    raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")

@@ -1,0 +1,220 @@
+"""SPair-71k loader (REFERENCE §8).
+
+Layout under ``root``::
+
+    JPEGImages/{cat}/{img}.jpg
+    ImageAnnotation/{cat}/{img}.json        kps "0".."K-1" -> [x, y] | null, bndbox, image_width/height
+    PairAnnotation/{trn,val,test}/{id}-{src}-{trg}:{cat}.json
+    Layout/{large,small}/{trn,val,test}.txt  pair stems, one per line (optional; CRLF tolerated)
+
+Keypoints: index k is the category's keypoint id (the key ``str(k)`` of the image annotation's
+``kps``). The public release writes the keys "0".."29" for every category (null past the
+category's own keypoints), so K = 30 there, like the reference code's padding; the minireal copy
+writes only the category's keys. Visibility of *all* K keypoints of each image comes from its ImageAnnotation (the
+geometry-aware subset needs the target visibility of every group member). For the ids listed in
+the pair file (``kps_ids``, strings or ints), the pair file's coordinates are used and the id is
+visible in both images even if an ImageAnnotation says ``null``; disagreements larger than half a
+pixel are counted in ``flags["kps_mismatch"]``.
+
+Fallback: when an image's ImageAnnotation is missing, that image's visibility is the pair file's
+``kps_ids`` alone (its other keypoints count as not visible), and its size/box come from the pair
+file. K is the largest of: the key count of the pair's ImageAnnotations, that of the first
+ImageAnnotation of the category (sorted), and ``max(kps_ids) + 1``. Such pairs carry
+``flags["missing_annotation"] = ["src"]``, ``["trg"]`` or both.
+
+``pck_size`` (T_ref) = max(x2 - x1, y2 - y1) of the target ``bndbox`` [x1, y1, x2, y2] (pair
+file, else ImageAnnotation), in target pixels, as in the reference code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .records import DatasetLayoutError, PairRecord, frozen, make_kps, read_json, read_lines
+
+__all__ = ["load_spair", "SPAIR_SPLITS"]
+
+SPAIR_SPLITS = {"test": "test", "val": "val", "trn": "trn", "train": "trn"}
+
+_LAYOUT = (
+    "  ROOT/JPEGImages/{cat}/{img}.jpg\n"
+    "  ROOT/ImageAnnotation/{cat}/{img}.json\n"
+    "  ROOT/PairAnnotation/{split}/{id}-{src}-{trg}:{cat}.json\n"
+    "  ROOT/Layout/{layout}/{split}.txt  (optional list of pair stems)\n"
+    "  with ROOT the SPair-71k folder and split one of trn, val, test"
+)
+
+_PAIR_FLAGS = ("mirror", "viewpoint_variation", "scale_variation", "truncation", "occlusion")
+
+
+def _split_name(split: str) -> str:
+    try:
+        return SPAIR_SPLITS[split]
+    except KeyError:
+        raise ValueError(
+            f"SPair-71k: unknown split {split!r}; use one of test, val, trn (or train)"
+        ) from None
+
+
+def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
+    """The pair JSON files of a split: from ``Layout/{layout}/{split}.txt`` when present."""
+    pair_dir = root / "PairAnnotation" / split
+    for p in (root, root / "PairAnnotation", pair_dir):
+        if not p.is_dir():
+            raise DatasetLayoutError("SPair-71k", _LAYOUT, p)
+    layout_file = root / "Layout" / layout / f"{split}.txt" if layout else None
+    if layout_file is None or not layout_file.is_file():
+        return sorted(pair_dir.glob("*.json"))
+    files = []
+    for stem in read_lines(layout_file):
+        path = pair_dir / (stem if stem.endswith(".json") else f"{stem}.json")
+        if not path.is_file():
+            raise DatasetLayoutError("SPair-71k", _LAYOUT, path, hint=f"(listed in {layout_file})")
+        files.append(path)
+    return list(dict.fromkeys(files))  # a stem listed twice is one pair
+
+
+class _Annotations:
+    """Cache of ImageAnnotation files (many pairs share an image)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._img: dict[tuple[str, str], dict | None] = {}
+        self._cat_k: dict[str, int] = {}
+
+    def image(self, cat: str, imname: str) -> dict | None:
+        key = (cat, imname)
+        if key not in self._img:
+            path = self.root / "ImageAnnotation" / cat / f"{Path(imname).stem}.json"
+            self._img[key] = read_json(path, "SPair-71k") if path.is_file() else None
+        return self._img[key]
+
+    def category_k(self, cat: str) -> int:
+        """Key count of the first (sorted) ImageAnnotation of the category; 0 if none."""
+        if cat not in self._cat_k:
+            folder = self.root / "ImageAnnotation" / cat
+            first = min(folder.glob("*.json"), default=None) if folder.is_dir() else None
+            self._cat_k[cat] = _num_kps(read_json(first, "SPair-71k")) if first else 0
+        return self._cat_k[cat]
+
+
+def _num_kps(ann: dict) -> int:
+    kps = ann.get("kps") or {}
+    return max((int(k) + 1 for k in kps), default=0)
+
+
+def _image_kps(ann: dict | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) coordinates (NaN where null) and (K,) visibility from an ImageAnnotation."""
+    xy = np.full((k, 2), np.nan)
+    vis = np.zeros(k, bool)
+    if ann is not None:
+        for key, pt in (ann.get("kps") or {}).items():
+            if pt is None:
+                continue
+            i = int(key)
+            xy[i] = (float(pt[0]), float(pt[1]))
+            vis[i] = True
+    return xy, vis
+
+
+def _bbox(value) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in value[:4])
+    return (x1, y1, x2, y2)
+
+
+def _size(imsize, ann: dict | None) -> tuple[int, int]:
+    if imsize is not None:
+        return int(imsize[0]), int(imsize[1])
+    if ann is not None:
+        return int(ann["image_width"]), int(ann["image_height"])
+    return (0, 0)
+
+
+def _load_pair(path: Path, root: Path, anns: _Annotations) -> PairRecord:
+    data = read_json(path, "SPair-71k")
+    try:
+        cat = str(data["category"])
+        src_name, trg_name = str(data["src_imname"]), str(data["trg_imname"])
+        ids = [int(i) for i in data.get("kps_ids") or []]
+        pair_src = data.get("src_kps") or []
+        pair_trg = data.get("trg_kps") or []
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"SPair-71k: bad pair file {path}: {err!r}") from err
+    if not (len(ids) == len(pair_src) == len(pair_trg)):
+        raise ValueError(
+            f"SPair-71k: {path}: kps_ids ({len(ids)}), src_kps ({len(pair_src)}) and "
+            f"trg_kps ({len(pair_trg)}) differ in length"
+        )
+    src_ann, trg_ann = anns.image(cat, src_name), anns.image(cat, trg_name)
+    k = max(
+        anns.category_k(cat),
+        _num_kps(src_ann) if src_ann else 0,
+        _num_kps(trg_ann) if trg_ann else 0,
+        max(ids, default=-1) + 1,
+    )
+    src_xy, src_vis = _image_kps(src_ann, k)
+    trg_xy, trg_vis = _image_kps(trg_ann, k)
+    mismatch = 0
+    for i, ps, pt in zip(ids, pair_src, pair_trg, strict=True):
+        if ps is None or pt is None:  # a null in the pair file: not a mutual keypoint
+            continue
+        for xy, vis, p, ann in ((src_xy, src_vis, ps, src_ann), (trg_xy, trg_vis, pt, trg_ann)):
+            new = (float(p[0]), float(p[1]))
+            if ann is not None and (not vis[i] or np.hypot(*(xy[i] - new)) > 0.5):
+                mismatch += 1
+            xy[i] = new
+            vis[i] = True
+    flags: dict = {f: data[f] for f in _PAIR_FLAGS if f in data}
+    for f in ("src_pose", "trg_pose"):
+        if f in data:
+            flags[f] = data[f]
+    missing = [n for n, a in (("src", src_ann), ("trg", trg_ann)) if a is None]
+    if missing:
+        flags["missing_annotation"] = missing
+    if mismatch:
+        flags["kps_mismatch"] = mismatch
+    src_bbox = _bbox(data.get("src_bndbox", src_ann.get("bndbox") if src_ann else None))
+    trg_bbox = _bbox(data.get("trg_bndbox", trg_ann.get("bndbox") if trg_ann else None))
+    if trg_bbox is None:
+        raise ValueError(f"SPair-71k: {path}: no target bndbox (needed for T_ref)")
+    pck_size = max(trg_bbox[2] - trg_bbox[0], trg_bbox[3] - trg_bbox[1])
+    return PairRecord(
+        dataset="spair",
+        pair_id=path.stem,
+        category=cat,
+        src_image=root / "JPEGImages" / cat / src_name,
+        tgt_image=root / "JPEGImages" / cat / trg_name,
+        src_kps=make_kps(src_xy, src_vis),
+        tgt_kps=make_kps(trg_xy, trg_vis),
+        src_vis=frozen(src_vis),
+        tgt_vis=frozen(trg_vis),
+        pck_size=float(pck_size),
+        src_size=_size(data.get("src_imsize"), src_ann),
+        tgt_size=_size(data.get("trg_imsize"), trg_ann),
+        src_bbox=src_bbox,
+        tgt_bbox=trg_bbox,
+        flags=flags,
+        table_category=cat,
+    )
+
+
+def load_spair(
+    root: str | Path, split: str = "test", layout: str | None = "large"
+) -> list[PairRecord]:
+    """Load the SPair-71k pairs of ``split`` ("test", "val", "trn"; "train" = "trn").
+
+    Uses ``Layout/{layout}/{split}.txt`` when it exists (pass ``layout=None`` to ignore it),
+    otherwise every ``PairAnnotation/{split}/*.json``. Records are sorted by ``pair_id`` (the
+    pair file stem, which starts with the zero-padded pair number). Raises DatasetLayoutError if
+    the layout is wrong, ValueError for a malformed file.
+    """
+    root = Path(root)
+    split = _split_name(split)
+    anns = _Annotations(root)
+    records = [_load_pair(p, root, anns) for p in _pair_files(root, split, layout)]
+    records.sort(key=lambda r: r.pair_id)
+    return records

