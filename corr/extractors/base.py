@@ -44,7 +44,9 @@ class Extractor(nn.Module):
     def forward(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         """``pixels`` (B, 3, T, T) in [0, 1] -> ``{name: (B, C, h, w) float32}``."""
         if pixels.ndim != 4 or pixels.shape[1] != 3:
-            raise ValueError(f"{type(self).__name__}: expected (B, 3, T, T) pixels, got {tuple(pixels.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected (B, 3, T, T) pixels, got {tuple(pixels.shape)}"
+            )
         maps = self.extract(pixels, category=category)
         return {k: v.float() for k, v in maps.items()}
 
@@ -123,7 +125,9 @@ class ModuleExtractor(Extractor):
         elif isinstance(out, Sequence):
             out = {f"feat{i}": t for i, t in enumerate(out)}
         else:
-            raise TypeError(f"{self.name}: the module returned {type(out).__name__}, expected tensor(s)")
+            raise TypeError(
+                f"{self.name}: the module returned {type(out).__name__}, expected tensor(s)"
+            )
         for k, v in out.items():
             if not isinstance(v, torch.Tensor) or v.ndim != 4:
                 raise ValueError(f"{self.name}: output {k!r} must be a (B, C, h, w) tensor")

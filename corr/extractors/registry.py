@@ -46,11 +46,15 @@ def load_factory(spec: str) -> Callable[..., Extractor]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportError(f"extractor {spec!r}: cannot import module {module_name!r}: {err}") from err
+        raise ImportError(
+            f"extractor {spec!r}: cannot import module {module_name!r}: {err}"
+        ) from err
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise AttributeError(f"extractor {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+        raise AttributeError(
+            f"extractor {spec!r}: module {module_name!r} has no attribute {attr!r}"
+        ) from None
 
 
 def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
@@ -70,5 +74,7 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
             )
         ext = _REGISTRY[name](pretrained=pretrained, **kwargs)
     if not isinstance(ext, Extractor):
-        raise TypeError(f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor")
+        raise TypeError(
+            f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor"
+        )
     return ext

@@ -156,3 +156,32 @@ def test_flip_run_reports_rates_and_both_geo_figures(minireal, tmp_path):
     entries = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert all("pred_plain" in e["flip"] for e in entries)
     assert np.isfinite([e["flip"]["distance"] for e in entries]).all()
+
+
+def test_tiny_random_sd_dino_end_to_end(minireal, tmp_path, capsys):
+    out = tmp_path / "tiny"
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny", "--no-pretrained",
+            "--limit", "3", "--out", str(out), "--no-progress", "--timestep", "50", "--fuse", "0.5"]
+    assert main(args) == 0
+    assert "meaningless" in capsys.readouterr().err  # random weights are announced
+    res = json.loads((out / "results.json").read_text())
+    sd, dino = res["config"]["matcher"]["extractors"]
+    assert sd["class"] == "SDExtractor" and sd["timestep"] == 50 and sd["model"].startswith("random:")
+    assert dino["class"] == "DinoExtractor" and dino["model"].startswith("random:")
+    assert res["config"]["matcher"]["weights"] == [0.5, 0.5]
+    assert res["results"]["overall"]["n_pairs"] == 3
+    # each distinct image was extracted once per extractor
+    from corr.datasets import load_spair
+
+    recs = load_spair(minireal / "SPair-71k")[:3]
+    images = {r.src_image for r in recs} | {r.tgt_image for r in recs}
+    assert res["timing"]["feature_cache"]["misses"] == 2 * len(images)
+
+
+def test_missing_weights_give_the_actionable_error(minireal, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CORR_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert main(["spair", "--root", str(minireal / "SPair-71k"), "--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "sd15" in err and "Looked in" in err and "python -m corr.weights download" in err
