@@ -190,7 +190,9 @@ class Matcher:
                 boxed = lb.apply(arr, resample=ext.resample)
                 pixels = torch.from_numpy(boxed).permute(2, 0, 1)[None].float().div(255.0)
                 out = ext(pixels.to(ext.device), category=category)
-                maps = {k: v[0].detach() for k, v in out.items()}
+                # use the fp16-rounded maps the cache stores, so results never depend on
+                # whether an image's features were fresh or cached (e.g. after a resume)
+                maps = {k: v[0].detach().half().float() for k, v in out.items()}
                 self.cache.put(key, cfg, maps)
             maps_all.append({k: v.to(self.device, torch.float32) for k, v in maps.items()})
         return ImageFeatures(key=key, width=w, height=h, maps=maps_all)

@@ -59,7 +59,11 @@ def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
 
 def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monkeypatch):
     full = tmp_path / "full"
-    assert main(_args(minireal, full, "--limit", "10")) == 0
+    cache = [
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]  # shared: results must not depend on cache state
+    assert main(_args(minireal, full, "--limit", "10", *cache)) == 0
     expected = json.loads((full / "results.json").read_text())["results"]
 
     cut = tmp_path / "cut"
@@ -74,12 +78,12 @@ def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monk
 
     monkeypatch.setattr(Matcher, "match", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        main(_args(minireal, cut, "--limit", "10"))
+        main(_args(minireal, cut, "--limit", "10", *cache))
     monkeypatch.setattr(Matcher, "match", real_match)
     assert len((cut / "predictions.jsonl").read_text().splitlines()) == 4
     with open(cut / "predictions.jsonl", "a") as f:
         f.write('{"pair_id": "torn-wri')  # a write cut off mid-line
-    assert main(_args(minireal, cut, "--limit", "10")) == 0
+    assert main(_args(minireal, cut, "--limit", "10", *cache)) == 0
     assert json.loads((cut / "results.json").read_text())["results"] == expected
     assert len((cut / "predictions.jsonl").read_text().splitlines()) == 10
 
@@ -160,13 +164,30 @@ def test_flip_run_reports_rates_and_both_geo_figures(minireal, tmp_path):
 
 def test_tiny_random_sd_dino_end_to_end(minireal, tmp_path, capsys):
     out = tmp_path / "tiny"
-    args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny", "--no-pretrained",
-            "--limit", "3", "--out", str(out), "--no-progress", "--timestep", "50", "--fuse", "0.5"]
+    args = [
+        "spair",
+        "--root",
+        str(minireal / "SPair-71k"),
+        "--extractor",
+        "tiny",
+        "--no-pretrained",
+        "--limit",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--timestep",
+        "50",
+        "--fuse",
+        "0.5",
+    ]
     assert main(args) == 0
     assert "meaningless" in capsys.readouterr().err  # random weights are announced
     res = json.loads((out / "results.json").read_text())
     sd, dino = res["config"]["matcher"]["extractors"]
-    assert sd["class"] == "SDExtractor" and sd["timestep"] == 50 and sd["model"].startswith("random:")
+    assert (
+        sd["class"] == "SDExtractor" and sd["timestep"] == 50 and sd["model"].startswith("random:")
+    )
     assert dino["class"] == "DinoExtractor" and dino["model"].startswith("random:")
     assert res["config"]["matcher"]["weights"] == [0.5, 0.5]
     assert res["results"]["overall"]["n_pairs"] == 3
@@ -182,6 +203,19 @@ def test_missing_weights_give_the_actionable_error(minireal, tmp_path, capsys, m
     monkeypatch.setenv("CORR_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert main(["spair", "--root", str(minireal / "SPair-71k"), "--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "spair",
+                "--root",
+                str(minireal / "SPair-71k"),
+                "--limit",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "sd15" in err and "Looked in" in err and "python -m corr.weights download" in err
