@@ -24,7 +24,9 @@ def co_pca(
     results do not depend on the eigensolver's sign choice.
     """
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
-        raise ValueError(f"co_pca needs two (C, h, w) maps with equal C, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"co_pca needs two (C, h, w) maps with equal C, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     c = a.shape[0]
     xa = a.reshape(c, -1).T.double()
     xb = b.reshape(c, -1).T.double()
@@ -102,7 +104,9 @@ def fuse(groups: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tens
     return torch.cat(parts, dim=0)
 
 
-def fusion_weights(n_groups: int, alpha: float | None, weights: Sequence[float] | None) -> list[float]:
+def fusion_weights(
+    n_groups: int, alpha: float | None, weights: Sequence[float] | None
+) -> list[float]:
     """Weights for ``n_groups``: explicit ``weights``, or ``(alpha, 1 - alpha)`` for two groups."""
     if weights is not None:
         if len(weights) != n_groups:

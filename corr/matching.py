@@ -55,7 +55,9 @@ def match_points(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "softargmax" and (window < 0 or temperature <= 0):
-        raise ValueError(f"softargmax needs window >= 0 and temperature > 0, got {window}, {temperature}")
+        raise ValueError(
+            f"softargmax needs window >= 0 and temperature > 0, got {window}, {temperature}"
+        )
     s, t = _flat(src), _flat(tgt)
     ht, wt = tgt.shape[-2:]
     ws = src.shape[-1]

@@ -69,9 +69,11 @@ def test_fuse_alpha(alpha):
         assert torch.allclose(f, l2_normalize(dino))
     else:
         assert f.shape[0] == 10
-        assert torch.allclose(f[:6], 0.5 * l2_normalize(sd)) and torch.allclose(f[6:], 0.5 * l2_normalize(dino))
+        assert torch.allclose(f[:6], 0.5 * l2_normalize(sd)) and torch.allclose(
+            f[6:], 0.5 * l2_normalize(dino)
+        )
         # each group contributes equally to every location's norm
-        assert torch.allclose(f.norm(dim=0), torch.full((5, 5), 0.5 ** 0.5), atol=1e-6)
+        assert torch.allclose(f.norm(dim=0), torch.full((5, 5), 0.5**0.5), atol=1e-6)
 
 
 def test_fusion_weights_validation():
@@ -84,8 +86,14 @@ def test_fusion_weights_validation():
 
 
 def test_build_descriptors_copca_and_concat():
-    src = [{"sd2": _maps(0, c=20, h=2, w=2), "sd5": _maps(1, c=20, h=4, w=4)}, {"dino": _maps(2, c=8, h=4, w=4)}]
-    tgt = [{"sd2": _maps(3, c=20, h=2, w=2), "sd5": _maps(4, c=20, h=4, w=4)}, {"dino": _maps(5, c=8, h=4, w=4)}]
+    src = [
+        {"sd2": _maps(0, c=20, h=2, w=2), "sd5": _maps(1, c=20, h=4, w=4)},
+        {"dino": _maps(2, c=8, h=4, w=4)},
+    ]
+    tgt = [
+        {"sd2": _maps(3, c=20, h=2, w=2), "sd5": _maps(4, c=20, h=4, w=4)},
+        {"dino": _maps(5, c=8, h=4, w=4)},
+    ]
     ds, dt = build_descriptors(src, tgt, [True, False], [0.5, 0.5], grid=4, pca_dim=3)
     assert ds.shape == dt.shape == (3 + 3 + 8, 4, 4)
     cs, _ = build_descriptors(src, tgt, [True, False], [1.0, 1.0], grid=4, mode="concat")

@@ -10,7 +10,10 @@ from corr.geometry import (
 )
 
 
-@pytest.mark.parametrize("w,h,t", [(500, 333, 840), (333, 500, 840), (641, 479, 960), (479, 641, 960), (7, 3, 64), (1, 999, 56)])
+@pytest.mark.parametrize(
+    "w,h,t",
+    [(500, 333, 840), (333, 500, 840), (641, 479, 960), (479, 641, 960), (7, 3, 64), (1, 999, 56)],
+)
 def test_letterbox_round_trip_odd_sizes_both_orientations(w, h, t):
     lb = Letterbox(w, h, t)
     rng = np.random.default_rng(0)

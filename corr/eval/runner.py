@@ -149,11 +149,16 @@ class PredictionStore:
 
 
 def _points(arr: np.ndarray) -> list:
-    return [None if not np.isfinite(p).all() else [round(float(p[0]), 3), round(float(p[1]), 3)] for p in arr]
+    return [
+        None if not np.isfinite(p).all() else [round(float(p[0]), 3), round(float(p[1]), 3)]
+        for p in arr
+    ]
 
 
 def _array(points: list) -> np.ndarray:
-    return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=np.float64).reshape(-1, 2)
+    return np.array(
+        [[np.nan, np.nan] if p is None else p for p in points], dtype=np.float64
+    ).reshape(-1, 2)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -162,7 +167,15 @@ def environment() -> dict[str, Any]:
     import importlib.metadata as md
 
     versions = {}
-    for pkg in ("corr", "torch", "diffusers", "timm", "numpy", "scikit-learn", "opencv-python-headless"):
+    for pkg in (
+        "corr",
+        "torch",
+        "diffusers",
+        "timm",
+        "numpy",
+        "scikit-learn",
+        "opencv-python-headless",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -171,12 +184,19 @@ def environment() -> dict[str, Any]:
     commit = dirty = None
     try:
         commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=10, check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout.strip()
         )
     except (OSError, subprocess.SubprocessError):
@@ -210,7 +230,9 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     records = load_records(opts)
     if not records:
-        raise ValueError(f"no pairs found for {opts.dataset} split {opts.split!r} under {opts.root}")
+        raise ValueError(
+            f"no pairs found for {opts.dataset} split {opts.split!r} under {opts.root}"
+        )
     tables = tables_for(opts, sorted({r.table_category for r in records}))
     config = _run_config(opts, matcher.config(), tables.geo_source, tables.flip_source)
     cfg_path = out / "config.json"
@@ -239,7 +261,9 @@ def run_eval(
     store = PredictionStore(out / PRED_FILE)
     todo = [r for r in todo_records if r.pair_id not in store.entries]
     if store.entries:
-        log(f"resuming: {len(todo_records) - len(todo)} of {len(todo_records)} pairs already done in {out}")
+        log(
+            f"resuming: {len(todo_records) - len(todo)} of {len(todo_records)} pairs already done in {out}"
+        )
     t0 = time.perf_counter()
     for rec in tqdm(todo, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
         queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
@@ -294,7 +318,9 @@ def score_run(
     alphas = ALPHAS[opts.dataset]
     missing = [r.pair_id for r in records if r.pair_id not in entries]
     if missing:
-        raise ValueError(f"{len(missing)} pairs have no prediction yet (first: {missing[0]}); run the evaluation to finish them")
+        raise ValueError(
+            f"{len(missing)} pairs have no prediction yet (first: {missing[0]}); run the evaluation to finish them"
+        )
     preds = [_array(entries[r.pair_id]["pred"]) for r in records]
     out: dict[str, Any] = {
         "dataset": opts.dataset,
@@ -357,13 +383,20 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
     config = json.loads(cfg_path.read_text())
     run = config["run"]
     opts = EvalOptions(
-        dataset=run["dataset"], root=run["root"], split=run["split"], subset=run.get("subset"),
-        flip=run.get("flip", False), flip_table=run.get("flip_table"), geo_groups=run.get("geo_groups"),
+        dataset=run["dataset"],
+        root=run["root"],
+        split=run["split"],
+        subset=run.get("subset"),
+        flip=run.get("flip", False),
+        flip_table=run.get("flip_table"),
+        geo_groups=run.get("geo_groups"),
     )
     store = PredictionStore(out / PRED_FILE)
     records = [r for r in load_records(opts) if r.pair_id in store.entries]
     tables = tables_for(opts, sorted({r.table_category for r in records}))
-    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    previous = (
+        json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    )
     results = score_run(opts, records, store.entries, tables)
     for key in ("skipped", "timing"):
         if key in previous:

@@ -23,7 +23,9 @@ def _images(minireal: Path):
             continue
         data = json.loads(ann.read_text())
         kps = np.array([v for v in data["kps"].values() if v is not None], dtype=float)
-        img = np.asarray(Image.open(root / "JPEGImages" / ann.parent.name / f"{ann.stem}.jpg").convert("RGB"))
+        img = np.asarray(
+            Image.open(root / "JPEGImages" / ann.parent.name / f"{ann.stem}.jpg").convert("RGB")
+        )
         yield img, kps, data["bndbox"]
 
 
@@ -32,9 +34,18 @@ def _transformed(img, kps):
     h, w = img.shape[:2]
     x0, y0, s = int(0.1 * w), int(0.05 * h), 0.8
     crop = img[y0:, x0:]
-    out = np.asarray(Image.fromarray(crop).resize((round(crop.shape[1] * s), round(crop.shape[0] * s)), Image.Resampling.BICUBIC))
+    out = np.asarray(
+        Image.fromarray(crop).resize(
+            (round(crop.shape[1] * s), round(crop.shape[0] * s)), Image.Resampling.BICUBIC
+        )
+    )
     keep = (kps[:, 0] >= x0) & (kps[:, 1] >= y0)
-    return out, keep, (kps - [x0, y0]) * [out.shape[1] / crop.shape[1], out.shape[0] / crop.shape[0]], s
+    return (
+        out,
+        keep,
+        (kps - [x0, y0]) * [out.shape[1] / crop.shape[1], out.shape[0] / crop.shape[0]],
+        s,
+    )
 
 
 def test_transformed_copy_of_an_image_is_recovered(minireal):
@@ -62,7 +73,9 @@ def _cross_instance_pck(minireal, pretrained):
         if p["mirror"]:
             continue
         d = root / "JPEGImages" / p["category"]
-        pred = m.match(d / p["src_imname"], d / p["trg_imname"], np.array(p["src_kps"], float))["keypoints1"]
+        pred = m.match(d / p["src_imname"], d / p["trg_imname"], np.array(p["src_kps"], float))[
+            "keypoints1"
+        ]
         box = p["trg_bndbox"]
         dist = np.linalg.norm(pred - np.array(p["trg_kps"], float), axis=1)
         correct += int((dist < 0.10 * max(box[2] - box[0], box[3] - box[1])).sum())
