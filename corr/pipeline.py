@@ -323,7 +323,10 @@ class Matcher:
             raise ValueError("give both src_mask and tgt_mask, or neither")
         if src_mask is not None:
             sv = mask_to_grid(src_mask, lb_s, grid) & torch.from_numpy(content_mask(lb_s, grid))
-            sv_m = torch.flip(sv, dims=[1])
+            lb_m = Letterbox(fm.width, fm.height, self.frame)
+            sv_m = mask_to_grid(np.asarray(src_mask)[:, ::-1], lb_m, grid) & torch.from_numpy(
+                content_mask(lb_m, grid)
+            )
             tv = mask_to_grid(tgt_mask, lb_t, grid) & torch.from_numpy(content_mask(lb_t, grid))
             mutual = False
         else:
