@@ -146,3 +146,18 @@ def test_unknown_extractor_and_bad_spec_errors():
         corr.create_extractor(":x")
     with pytest.raises(ImportError, match="cannot import module"):
         corr.create_extractor("no_such_module_xyz:factory")
+
+
+def test_atomic_writes_have_normal_permissions_and_replace_whole_files(tmp_path):
+    import os
+
+    from corr.io import atomic_write_json
+
+    target = tmp_path / "sub" / "r.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert target.read_text().strip().endswith("}") and '"a": 2' in target.read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+    assert [p.name for p in target.parent.iterdir()] == ["r.json"]  # no temp files left

@@ -1,0 +1,369 @@
+"""Plotting helpers for the demos: correspondence figures and feature views.
+
+Everything here renders off-screen with matplotlib's Agg canvas (``matplotlib.figure.Figure``
++ ``FigureCanvasAgg``, never ``pyplot``), so it works on servers without a display and does not
+change the global matplotlib backend of the calling program.
+
+Coordinates: point arrays are ``(N, 2)`` float ``(x, y)`` in **original image pixels**, as the
+:class:`~corr.pipeline.Matcher` returns them. Feature maps are ``(D, g, g)`` descriptors on the
+grid that covers the *letterboxed* square (:mod:`corr.geometry`); :func:`grid_to_image` maps
+such a grid back onto the original image (padding cropped away, resized to the image).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .geometry import Letterbox
+from .io import atomic_write_bytes
+
+__all__ = [
+    "cosine_similarity_map",
+    "grid_to_image",
+    "joint_pca_rgb",
+    "new_figure",
+    "plot_correspondences",
+    "plot_feature_views",
+    "point_colors",
+    "readable_by_others",
+    "save_figure",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def new_figure(width_in: float, height_in: float, dpi: int = 100) -> Figure:
+    """A figure on an Agg canvas (no GUI, no pyplot state)."""
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int | None = None) -> Path:
+    """Render ``fig`` to a PNG (or any format matplotlib knows from the suffix), atomically."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fig.savefig(buf, format=fmt, dpi=dpi or fig.dpi, bbox_inches="tight", pad_inches=0.05)
+    atomic_write_bytes(path, buf.getvalue())
+    readable_by_others(path)
+    return path
+
+
+def readable_by_others(path: str | os.PathLike) -> None:
+    """Give a file written through a temporary file (mode 0600) the usual ``0666 & ~umask``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError:
+        pass
+
+
+def point_colors(n: int) -> list[tuple[float, float, float]]:
+    """``n`` distinct RGB colours (``tab10`` up to 10 points, else evenly spaced hues)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        cmap = colormaps["tab10"]
+        return [tuple(cmap(i)[:3]) for i in range(n)]
+    cmap = colormaps["hsv"]
+    return [tuple(cmap(i / n)[:3]) for i in range(n)]
+
+
+def _fit_height(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
+    """Resize an ``(H, W, 3)`` uint8 image to ``height`` rows; return it and the scale."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    s = height / h
+    if abs(s - 1) < 1e-9:
+        return image, 1.0
+    new_w = max(1, round(w * s))
+    out = np.asarray(Image.fromarray(image).resize((new_w, height), Image.Resampling.BICUBIC))
+    return out, new_w / w
+
+
+def plot_correspondences(
+    src: np.ndarray,
+    tgt: np.ndarray,
+    points0: np.ndarray,
+    points1: np.ndarray,
+    *,
+    labels: Sequence[str] | None = None,
+    confidence: np.ndarray | None = None,
+    legend: Sequence[str] | None = None,
+    title: str | None = None,
+    height: int = 480,
+    gap: int = 16,
+) -> Figure:
+    """Source left, target right (both scaled to ``height`` rows), coloured numbered points and
+    a line joining each source point to its match.
+
+    ``points0``/``points1``: ``(N, 2)`` in original pixels of ``src``/``tgt``; rows with NaN are
+    skipped. ``labels`` (default ``"0".."N-1"``) are written next to the points; with
+    ``confidence`` a legend lists each point's confidence, under ``legend`` (one text per
+    point, e.g. ``"0 left_eye"``; default: the labels).
+    """
+    p0 = np.asarray(points0, dtype=np.float64).reshape(-1, 2)
+    p1 = np.asarray(points1, dtype=np.float64).reshape(-1, 2)
+    if len(p0) != len(p1):
+        raise ValueError(f"{len(p0)} source points but {len(p1)} target points")
+    a, sa = _fit_height(src, height)
+    b, sb = _fit_height(tgt, height)
+    canvas = np.full((height, a.shape[1] + gap + b.shape[1], 3), 255, dtype=np.uint8)
+    canvas[:, : a.shape[1]] = a
+    x_off = a.shape[1] + gap
+    canvas[:, x_off:] = b
+    n = len(p0)
+    labels = [str(i) for i in range(n)] if labels is None else [str(x) for x in labels]
+    colors = point_colors(n)
+
+    dpi = 100
+    fig = new_figure(canvas.shape[1] / dpi, canvas.shape[0] / dpi + (0.35 if title else 0), dpi)
+    ax = fig.add_axes((0, 0, 1, canvas.shape[0] / (canvas.shape[0] + (35 if title else 0))))
+    ax.imshow(canvas, interpolation="bilinear")
+    ax.set_axis_off()
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
+    marker = max(5.0, height / 70)
+    for i in range(n):
+        if np.isnan(p0[i]).any() or np.isnan(p1[i]).any():
+            continue
+        x0, y0 = p0[i] * sa
+        x1, y1 = p1[i] * sb
+        x1 += x_off
+        c = colors[i]
+        ax.plot([x0, x1], [y0, y1], "-", color=c, lw=1.2, alpha=0.8)
+        for x, y in ((x0, y0), (x1, y1)):
+            ax.plot(x, y, "o", ms=marker, mfc=c, mec="white", mew=1.2)
+            ax.annotate(
+                labels[i],
+                (x, y),
+                xytext=(4, -4),
+                textcoords="offset points",
+                color="white",
+                fontsize=8,
+                fontweight="bold",
+                bbox={"boxstyle": "round,pad=0.15", "fc": c, "ec": "none", "alpha": 0.85},
+            )
+    if confidence is not None:
+        conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+        texts = labels if legend is None else [str(x) for x in legend]
+        handles = [
+            ax.plot([], [], "o", color=colors[i], label=f"{texts[i]}: {conf[i]:.2f}")[0]
+            for i in range(n)
+            if np.isfinite(conf[i])
+        ]
+        if handles:
+            ax.legend(
+                handles=handles,
+                title="confidence",
+                loc="lower right",
+                fontsize=7,
+                title_fontsize=7,
+                framealpha=0.7,
+                ncol=1 if n <= 12 else 2,
+            )
+    if title:
+        fig.text(
+            0.5,
+            1 - 0.3 / (canvas.shape[0] / dpi + 0.35),
+            title,
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Feature views
+# --------------------------------------------------------------------------------------------
+
+
+def joint_pca_rgb(
+    descriptors: Sequence[torch.Tensor], masks: Sequence[np.ndarray | torch.Tensor] | None = None
+) -> list[np.ndarray]:
+    """First three principal components of several ``(D, g, g)`` descriptor maps as RGB.
+
+    One PCA is fitted on the rows of *all* maps together (cells where ``masks`` is False, e.g.
+    letterbox padding, are left out of the fit), so equal colours mean similar features across
+    images, as in the SD+DINO paper's figures. Each component is min-max scaled to ``[0, 1]``
+    jointly over all images' valid cells. Returns one ``(g, g, 3)`` float array per map with
+    masked cells set to NaN.
+    """
+    if not descriptors:
+        raise ValueError("joint_pca_rgb needs at least one descriptor map")
+    dims = {d.shape[0] for d in descriptors}
+    if len(dims) != 1:
+        raise ValueError(f"descriptor maps differ in depth: {sorted(dims)}")
+    flats, keeps = [], []
+    for i, d in enumerate(descriptors):
+        if d.ndim != 3:
+            raise ValueError(f"descriptor {i} must be (D, g, g), got {tuple(d.shape)}")
+        flat = d.detach().float().cpu().reshape(d.shape[0], -1).T  # (g*g, D)
+        keep = (
+            torch.ones(flat.shape[0], dtype=torch.bool)
+            if masks is None
+            else torch.as_tensor(np.asarray(masks[i]), dtype=torch.bool).reshape(-1)
+        )
+        flats.append(flat)
+        keeps.append(keep)
+    rows = torch.cat([f[k] for f, k in zip(flats, keeps, strict=True)]).double()
+    if rows.shape[0] < 2:
+        raise ValueError("joint_pca_rgb: fewer than two valid cells")
+    mean = rows.mean(0, keepdim=True)
+    x = rows - mean
+    k = min(3, x.shape[1])
+    cov = x.T @ x / max(x.shape[0] - 1, 1)
+    _, vecs = torch.linalg.eigh(cov)
+    comps = vecs[:, -k:].flip(1)  # (D, k), leading component first
+    idx = comps.abs().argmax(0)  # fix the signs so the result is deterministic
+    signs = torch.sign(comps[idx, torch.arange(k)])
+    signs[signs == 0] = 1
+    comps = comps * signs
+    proj_valid = x @ comps
+    lo = proj_valid.min(0).values
+    hi = proj_valid.max(0).values
+    span = (hi - lo).clamp_min(1e-12)
+    out = []
+    for d, flat, keep in zip(descriptors, flats, keeps, strict=True):
+        p = ((flat.double() - mean) @ comps - lo) / span
+        rgb = torch.zeros(flat.shape[0], 3, dtype=torch.float64)
+        rgb[:, :k] = p.clamp(0, 1)
+        rgb[~keep] = float("nan")
+        out.append(rgb.reshape(d.shape[1], d.shape[2], 3).numpy())
+    return out
+
+
+def cosine_similarity_map(src: torch.Tensor, tgt: torch.Tensor, cell: Sequence[int]) -> np.ndarray:
+    """Cosine similarity of source cell ``(x, y)`` of ``src (D, g, g)`` with every cell of
+    ``tgt (D, h, w)``: an ``(h, w)`` array."""
+    cx, cy = int(cell[0]), int(cell[1])
+    q = src[:, cy, cx].float()
+    t = tgt.float().reshape(tgt.shape[0], -1)
+    sim = (q / q.norm().clamp_min(1e-8)) @ (t / t.norm(dim=0, keepdim=True).clamp_min(1e-8))
+    return sim.reshape(tgt.shape[1], tgt.shape[2]).cpu().numpy()
+
+
+def grid_to_image(grid_map: np.ndarray, letterbox: Letterbox, mode: str = "bilinear") -> np.ndarray:
+    """A map on the letterbox grid ``(g, g)`` or ``(g, g, C)`` -> ``(H, W)`` / ``(H, W, C)`` on
+    the original image.
+
+    Each original pixel centre is mapped into the letterboxed square (so the padding is cropped
+    away) and the grid is sampled there (cell ``p`` spans ``[p T/g, (p+1) T/g)``), with
+    ``mode`` ``"bilinear"`` or ``"nearest"``. NaN cells (masked, e.g. padding) are left out of
+    the interpolation; a pixel is NaN only where no valid cell contributes.
+    """
+    arr = np.asarray(grid_map, dtype=np.float64)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[:, :, None]
+    g_h, g_w, c = arr.shape
+    w, h, t = letterbox.width, letterbox.height, letterbox.size
+    xs = np.arange(w) + 0.5
+    ys = np.arange(h) + 0.5
+    # pixel centre (x + 0.5) of the original -> letterbox coordinate; letterbox pixel edges
+    # are at integer coordinates, so normalised u = 2 X / T - 1 (align_corners=False)
+    s = letterbox.scale
+    ox, oy = letterbox.offset
+    u = 2 * (xs * s + ox) / t - 1
+    v = 2 * (ys * s + oy) / t - 1
+    grid = torch.stack(
+        torch.meshgrid(torch.from_numpy(v), torch.from_numpy(u), indexing="ij")[::-1], dim=-1
+    )[None]
+    if g_h != g_w:
+        raise ValueError(
+            f"grid map must be square (it covers the letterbox square), got {g_h}x{g_w}"
+        )
+    # NaN-aware: interpolate the values with NaN cells at weight 0 and renormalise, so pixels
+    # next to masked (padding) cells take the valid neighbours' values instead of NaN
+    valid = np.isfinite(arr).all(axis=2, keepdims=True).astype(np.float64)
+    filled = np.where(valid > 0, arr, 0.0)
+    stacked = torch.from_numpy(np.concatenate([filled * valid, valid], axis=2)).permute(2, 0, 1)[
+        None
+    ]
+    out = F.grid_sample(stacked, grid, mode=mode, padding_mode="border", align_corners=False)
+    out = out[0].permute(1, 2, 0).numpy()
+    weight = out[:, :, c:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(weight > 1e-9, out[:, :, :c] / weight, np.nan)
+    return values[:, :, 0] if squeeze else values
+
+
+def plot_feature_views(
+    images: Sequence[np.ndarray],
+    pca_rgb: Sequence[np.ndarray],
+    *,
+    titles: Sequence[str] | None = None,
+    query: tuple[float, float] | None = None,
+    similarity: Sequence[np.ndarray | None] | None = None,
+    best: Sequence[tuple[float, float] | None] | None = None,
+    panel_height: float = 3.0,
+    suptitle: str | None = None,
+) -> Figure:
+    """One row per image: the image, its PCA colours (``(H, W, 3)`` in [0, 1], NaN = none)
+    and, with ``similarity`` (one ``(H, W)`` map or None per image), the query's similarity map.
+
+    ``query`` ``(x, y)`` is drawn on the first image; ``best[i]`` (the best match) on image ``i``
+    and its similarity map.
+    """
+    n = len(images)
+    if len(pca_rgb) != n:
+        raise ValueError(f"{n} images but {len(pca_rgb)} PCA maps")
+    cols = 3 if similarity is not None else 2
+    aspect = max(im.shape[1] / im.shape[0] for im in images)
+    fig = new_figure(cols * panel_height * aspect, n * panel_height + (0.4 if suptitle else 0), 100)
+    axes = fig.subplots(n, cols, squeeze=False)
+    for i, im in enumerate(images):
+        name = titles[i] if titles else f"image {i}"
+        ax = axes[i][0]
+        ax.imshow(im)
+        ax.set_title(name, fontsize=8)
+        rgb = np.nan_to_num(np.asarray(pca_rgb[i], dtype=np.float64), nan=0.0).clip(0, 1)
+        axes[i][1].imshow(rgb, interpolation="nearest")
+        axes[i][1].set_title("fused features: PCA 1-3 as RGB (joint)", fontsize=8)
+        if query is not None and i == 0:
+            for a in (axes[i][0], axes[i][1]):
+                a.plot(*query, "o", ms=9, mfc="red", mec="white", mew=1.5)
+        if similarity is not None:
+            sim = similarity[i]
+            ax_s = axes[i][2]
+            if sim is None:
+                ax_s.imshow(im, alpha=0.35)
+                ax_s.text(
+                    0.5,
+                    0.5,
+                    "query image" if i == 0 else "-",
+                    transform=ax_s.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                )
+            else:
+                ax_s.imshow(im)
+                shown = ax_s.imshow(sim, cmap="jet", alpha=0.55, vmin=-1, vmax=1)
+                ax_s.set_title("cosine similarity to the query", fontsize=8)
+                fig.colorbar(shown, ax=ax_s, fraction=0.035, pad=0.02)
+            if best is not None and best[i] is not None:
+                for a in (axes[i][0], ax_s):
+                    a.plot(*best[i], "*", ms=14, mfc="yellow", mec="black", mew=1.0)
+        for a in axes[i]:
+            a.set_axis_off()
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    return fig

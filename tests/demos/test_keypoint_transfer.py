@@ -1,0 +1,194 @@
+"""demos/keypoint_transfer.py: runs end to end on tiny random models, validates its inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+ASSETS = REPO / "demos" / "assets"
+TINY = ["--extractor", "tiny", "--no-pretrained", "--device", "cpu"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _load_demo(name: str):
+    spec = importlib.util.spec_from_file_location(f"_demo_{name}", REPO / "demos" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+kt = _load_demo("keypoint_transfer")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _read(out: Path) -> dict:
+    assert out.is_file() and out.stat().st_size > 1000
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def _inside(points: np.ndarray, width: int, height: int) -> bool:
+    return bool(
+        np.isfinite(points).all()
+        and (points[:, 0] >= 0).all()
+        and (points[:, 0] <= width - 1).all()
+        and (points[:, 1] >= 0).all()
+        and (points[:, 1] <= height - 1).all()
+    )
+
+
+def test_bundled_assets_are_small_and_consistent():
+    for name in ("gazelle.jpg", "jaguar.jpg"):
+        assert (ASSETS / name).stat().st_size < 300_000
+    points = json.loads((ASSETS / "points.json").read_text())
+    ann = json.loads((ASSETS / "annotations.json").read_text())["images"]
+    kps = ann[points["image"]]["keypoints"]
+    for name, xy in zip(points["names"], points["points"], strict=True):
+        assert kps[name] == xy
+    assert (ASSETS / "README.md").is_file()
+
+
+def test_no_arguments_uses_the_bundled_assets(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    assert kt.main([*TINY, "--out", str(out)]) == 0
+    data = _read(out)
+    assert Path(data["src"]["path"]).name == "gazelle.jpg"
+    assert Path(data["tgt"]["path"]).name == "jaguar.jpg"
+    assert (data["tgt"]["width"], data["tgt"]["height"]) == (640, 462)
+    assert "ORIGINAL image pixels" in data["note"]
+    bundled = json.loads((ASSETS / "points.json").read_text())
+    assert [p["name"] for p in data["points"]] == bundled["names"]
+    np.testing.assert_allclose([p["src"] for p in data["points"]], bundled["points"], atol=0.01)
+    tgt = np.array([p["tgt"] for p in data["points"]])
+    assert _inside(tgt, data["tgt"]["width"], data["tgt"]["height"])
+    assert all(np.isfinite(p["confidence"]) for p in data["points"])
+    assert all("error_px" in p for p in data["points"])  # annotated target keypoints exist
+    assert data["extractor"]["pretrained"] is False
+    assert [e["class"] for e in data["extractor"]["config"]["extractors"]] == [
+        "SDExtractor",
+        "DinoExtractor",
+    ]
+    assert str(out) in capsys.readouterr().out
+
+
+def test_explicit_points(tmp_path):
+    out = tmp_path / "explicit.png"
+    src, tgt = ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"
+    argv = [str(src), str(tgt), "--points", "100,50; 300.5,276.8;639,426", "--out", str(out), *TINY]
+    assert kt.main([*argv, "--matcher", "nn"]) == 0
+    data = _read(out)
+    np.testing.assert_allclose(
+        [p["src"] for p in data["points"]], [[100, 50], [300.5, 276.8], [639, 426]]
+    )
+    assert _inside(np.array([p["tgt"] for p in data["points"]]), 640, 462)
+    assert data["extractor"]["matcher"] == "nn"
+    assert all(p["name"] is None and "error_px" not in p for p in data["points"])
+
+
+def test_automatic_points_lie_in_the_source(tmp_path):
+    out = tmp_path / "auto.png"
+    src, tgt = ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"
+    assert kt.main([str(src), str(tgt), "--num-points", "6", "--out", str(out), *TINY]) == 0
+    data = _read(out)
+    assert data["points_from"].startswith("automatic")
+    assert 1 <= len(data["points"]) <= 6
+    assert _inside(np.array([p["src"] for p in data["points"]]), 640, 427)
+    assert _inside(np.array([p["tgt"] for p in data["points"]]), 640, 462)
+    assert all(isinstance(p["mutual_nn"], bool) for p in data["points"])
+
+
+def test_points_files(tmp_path):
+    csv = tmp_path / "pts.csv"
+    csv.write_text("x,y\n# a comment\n10, 20\n30.5,40\n")
+    pts, names = kt.load_points_file(csv)
+    np.testing.assert_allclose(pts, [[10, 20], [30.5, 40]])
+    assert names is None
+    txt = tmp_path / "pts.txt"
+    txt.write_text("1 2\n3 4\n")
+    np.testing.assert_allclose(kt.load_points_file(txt)[0], [[1, 2], [3, 4]])
+    js = tmp_path / "pts.json"
+    js.write_text("[[1, 2], [3, 4.5]]")
+    np.testing.assert_allclose(kt.load_points_file(js)[0], [[1, 2], [3, 4.5]])
+    js.write_text('{"points": [[1, 2]], "names": ["nose"]}')
+    assert kt.load_points_file(js)[1] == ["nose"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2\nfoo,bar\n")
+    with pytest.raises(kt.UsageError, match="line 2"):
+        kt.load_points_file(bad)
+
+
+@pytest.mark.parametrize("points", ["1,2;abc", "1,2,3", ";", "nan,4"])
+def test_bad_points_string_is_a_usage_error(tmp_path, capsys, points):
+    out = tmp_path / "fig.png"
+    rc = kt.main(
+        [
+            str(ASSETS / "gazelle.jpg"),
+            str(ASSETS / "jaguar.jpg"),
+            "--points",
+            points,
+            "--out",
+            str(out),
+            *TINY,
+        ]
+    )
+    assert rc == 2
+    assert "--points" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_point_outside_the_source_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    rc = kt.main(["--points", "700,10", "--out", str(out), *TINY])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--points" in err and "outside" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_image_is_a_usage_error(tmp_path, capsys):
+    missing = tmp_path / "no_such_photo.jpg"
+    out = tmp_path / "fig.png"
+    rc = kt.main(
+        [str(missing), str(ASSETS / "jaguar.jpg"), "--points", "1,1", "--out", str(out), *TINY]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "SRC" in err and "no_such_photo.jpg" in err
+    assert list(tmp_path.iterdir()) == []
+    bad_file = tmp_path / "points.json"
+    rc = kt.main(["--points-file", str(bad_file), "--out", str(out), *TINY])
+    assert rc == 2
+    assert "--points-file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_default_extractor_without_weights_says_what_to_do(tmp_path, capsys, monkeypatch):
+    from corr.weights import WeightsNotFoundError, resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CORR_OFFLINE", "1")
+    try:
+        resolve("sd15", allow_download=False)
+    except WeightsNotFoundError:
+        pass
+    else:
+        pytest.skip("real SD 1.5 weights are present: the default would run the full model")
+    out = tmp_path / "fig.png"
+    assert kt.main(["--out", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "were not found" in err and kt.MOBILENET in err
+    assert not out.exists()
