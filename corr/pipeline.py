@@ -246,7 +246,7 @@ class Matcher:
         tgt: ImageLike,
         points: np.ndarray | Sequence[Sequence[float]] | None = None,
         *,
-        category: str | None = None,
+        category: str | tuple[str | None, str | None] | None = None,
         flip: bool = False,
         flip_pairs: Sequence[Sequence[int]] | np.ndarray | None = None,
         src_mask: np.ndarray | None = None,
@@ -255,7 +255,9 @@ class Matcher:
     ) -> dict[str, Any]:
         """Transfer ``points`` (``(N, 2)`` source pixels; NaN rows = invisible) to the target.
 
-        Without ``points``, every source grid cell on the image content is matched. With
+        Without ``points``, every source grid cell on the image content is matched.
+        ``category`` fills a ``{category}`` SD prompt; give ``(src_category, tgt_category)``
+        when the two images differ (e.g. two species). With
         ``flip=True`` the mirrored source is tried too (REFERENCE.md §6): ``flip_pairs`` gives
         the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)`` permutation;
         ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)`` foreground masks)
@@ -265,7 +267,8 @@ class Matcher:
         predictions).
         """
         src_arr, tgt_arr = load_image(src, "src"), load_image(tgt, "tgt")
-        fs, ft = self.features(src_arr, category), self.features(tgt_arr, category)
+        cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
+        fs, ft = self.features(src_arr, cat_s), self.features(tgt_arr, cat_t)
         ds, dt = self.descriptors(fs, ft)
         if points is None:
             if flip:
@@ -290,7 +293,7 @@ class Matcher:
                 ds,
                 dt,
                 fs,
-                category,
+                cat_s,
                 flip_pairs,
                 src_mask,
                 tgt_mask,
@@ -412,11 +415,9 @@ class Matcher:
                 f"points must be an (N, 2) array of (x, y) source pixels, got shape {pts.shape}"
             )
         ok = ~np.isnan(pts).any(axis=1)
+        # the image spans [0, W] x [0, H] in continuous coordinates (annotations may sit on W)
         bad = ok & (
-            (pts[:, 0] < 0)
-            | (pts[:, 0] > fs.width - 1)
-            | (pts[:, 1] < 0)
-            | (pts[:, 1] > fs.height - 1)
+            (pts[:, 0] < 0) | (pts[:, 0] > fs.width) | (pts[:, 1] < 0) | (pts[:, 1] > fs.height)
         )
         if bad.any():
             i = int(np.flatnonzero(bad)[0])

@@ -161,3 +161,49 @@ def test_atomic_writes_have_normal_permissions_and_replace_whole_files(tmp_path)
     os.umask(mask)
     assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
     assert [p.name for p in target.parent.iterdir()] == ["r.json"]  # no temp files left
+
+
+class CategoryEcho(corr.Extractor):
+    """Features that depend on the category, like SD with a ``{category}`` prompt."""
+
+    input_size = 32
+    uses_category = True
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def extract(self, pixels, category=None):
+        self.calls.append(category)
+        torch.manual_seed(len(category or ""))
+        return {"f": torch.randn(1, 8, 4, 4) + pixels.mean()}
+
+    def config(self):
+        return {"class": "CategoryEcho"}
+
+
+def test_category_dependent_features_are_cached_per_category():
+    ext = CategoryEcho()
+    m = corr.Matcher([ext], device="cpu")
+    img = _image()
+    m.match(img, img, [[1, 1]], category="cat")
+    m.match(img, img, [[1, 1]], category="horse")
+    m.match(img, img, [[1, 1]], category="cat")
+    assert ext.calls == ["cat", "horse"]  # never the cat's features for the horse
+    m.match(img, _image(seed=9), [[1, 1]], category=("cat", "zebra"))  # per-image categories
+    assert ext.calls[-1] == "zebra"
+
+
+def test_sd_prompt_with_category_declares_it():
+    sd = corr.create_extractor("sd-tiny", pretrained=False, prompt="a photo of a {category}")
+    assert sd.uses_category
+    assert not corr.create_extractor("sd-tiny", pretrained=False).uses_category
+
+
+def test_points_on_the_image_border_are_valid():
+    img = _image(w=90, h=60)
+    m = corr.Matcher([_ext()], device="cpu")
+    out = m.match(img, img, [[90.0, 60.0], [0.0, 0.0]])  # continuous frame [0, W] x [0, H]
+    assert np.isfinite(out["keypoints1"]).all()
+    with pytest.raises(ValueError, match=r"points\[0\]"):
+        m.match(img, img, [[90.5, 10.0]])

@@ -129,8 +129,9 @@ def image_size(path: Path) -> tuple[int, int] | None:
 def check_images(records: Iterable[PairRecord]) -> list[tuple[str, Path, str]]:
     """Find missing or unreadable images: ``[(pair_id, path, reason), ...]`` in record order.
 
-    Each image is opened with PIL and ``verify()``-ed (headers and structure; pixels are not
-    decoded). Every distinct path is checked once; a bad image is reported for each pair using it.
+    Each image is opened with PIL, ``verify()``-ed (structure) and fully decoded (a truncated
+    JPEG passes ``verify()`` but fails to decode). Every distinct path is checked once; a bad
+    image is reported for each pair using it.
     """
     from PIL import Image
 
@@ -144,6 +145,8 @@ def check_images(records: Iterable[PairRecord]) -> list[tuple[str, Path, str]]:
                 try:
                     with Image.open(path) as im:
                         im.verify()
+                    with Image.open(path) as im:  # verify() leaves the file unusable
+                        im.load()
                     cache[path] = None
                 except Exception as err:  # PIL raises many types for corrupt files
                     cache[path] = f"unreadable: {type(err).__name__}: {err}"

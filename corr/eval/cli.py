@@ -251,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ident = json.dumps(
                 [
                     opts.dataset,
+                    str(Path(opts.root).resolve()),
+                    opts.geo_groups,
                     opts.split,
                     opts.subset,
                     opts.flip,
@@ -264,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = (
                 f"runs/{opts.dataset}-{opts.split}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
             )
+        if args.device and args.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"--device {args.device}: no CUDA device is available here; use --device cpu"
+                )
         matcher = Matcher(specs, cache_dir=args.cache_dir or Path(out) / "cache", **matcher_kwargs)
         print(
             f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with {', '.join(specs)} -> {out}",
@@ -278,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         KeyError,
         ImportError,
+        AttributeError,
+        TypeError,
     ) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

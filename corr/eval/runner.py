@@ -267,11 +267,21 @@ def run_eval(
     t0 = time.perf_counter()
     for rec in tqdm(todo, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
         queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
-        kwargs: dict[str, Any] = {"category": rec.category}
+        kwargs: dict[str, Any] = {"category": prompt_categories(rec)}
         if opts.flip:
             perm = flip_permutation(tables.flip[rec.table_category], len(queries))
             kwargs.update(flip=True, flip_pairs=perm, tgt_visible=rec.tgt_vis)
-        res = matcher.match(rec.src_image, rec.tgt_image, queries, **kwargs)
+        try:
+            res = matcher.match(rec.src_image, rec.tgt_image, queries, **kwargs)
+        except (OSError, ValueError) as err:
+            if not _is_image_error(err):
+                raise ValueError(f"pair {rec.pair_id}: {err}") from err
+            if not opts.skip_bad:
+                raise BadPairsError(
+                    f"pair {rec.pair_id}: {err}\nFix the data, or pass --skip-bad to record it as skipped."
+                ) from err
+            store.append({"pair_id": rec.pair_id, "skipped": str(err)})
+            continue
         entry = {"pair_id": rec.pair_id, "pred": _points(res["keypoints1"])}
         if opts.flip:
             f = res["flip"]
@@ -284,7 +294,9 @@ def run_eval(
         store.append(entry)
     elapsed = time.perf_counter() - t0
 
-    results = score_run(opts, todo_records, store.entries, tables)
+    skipped += _skipped_in_run(todo_records, store.entries)
+    scored = [r for r in todo_records if "pred" in store.entries[r.pair_id]]
+    results = score_run(opts, scored, store.entries, tables)
     results["skipped"] = skipped
     results["config"] = config
     results["environment"] = environment()
@@ -306,6 +318,28 @@ def run_eval(
         log(f"skipped {len(skipped)} pair(s) with bad images (listed in results.json)")
     log(f"results: {out / 'results.json'} and {out / 'results.csv'}")
     return results
+
+
+def prompt_categories(rec: PairRecord) -> str | tuple[str, str]:
+    """The category for a ``{category}`` prompt: per image where the data set names each
+    image's own class (AP-10K species), else the pair's category."""
+    src, tgt = rec.flags.get("src_species"), rec.flags.get("trg_species")
+    if src and tgt:
+        return (str(src), str(tgt))
+    return rec.category
+
+
+def _is_image_error(err: BaseException) -> bool:
+    return isinstance(err, FileNotFoundError) or "cannot read image file" in str(err)
+
+
+def _skipped_in_run(records: Sequence[PairRecord], entries: dict[str, dict]) -> list[dict]:
+    """Pairs that failed while running (e.g. a truncated image) and were recorded as skipped."""
+    return [
+        {"pair_id": r.pair_id, "path": None, "reason": entries[r.pair_id]["skipped"]}
+        for r in records
+        if "skipped" in entries.get(r.pair_id, {})
+    ]
 
 
 def score_run(
@@ -392,7 +426,8 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         geo_groups=run.get("geo_groups"),
     )
     store = PredictionStore(out / PRED_FILE)
-    records = [r for r in load_records(opts) if r.pair_id in store.entries]
+    listed = [r for r in load_records(opts) if r.pair_id in store.entries]
+    records = [r for r in listed if "pred" in store.entries[r.pair_id]]
     tables = tables_for(opts, sorted({r.table_category for r in records}))
     previous = (
         json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}

@@ -328,6 +328,12 @@ class SDExtractor(Extractor):
 
     # ---- config ------------------------------------------------------------------------------
 
+    @property
+    def uses_category(self) -> bool:
+        """True when the prompt contains ``{category}``: the features then depend on it, and the
+        pipeline adds the category to the feature-cache key."""
+        return "{category}" in self.prompt
+
     def config(self) -> dict[str, Any]:
         if self.model_id is None:
             self.model_id = "fingerprint:" + module_fingerprint(

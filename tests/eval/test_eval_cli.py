@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,8 +51,11 @@ def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
     assert "geo" in overall and 0 < overall["geo"]["share_keypoints"] <= 1
     assert res["config"]["matcher"]["extractors"][0]["name"] == "mobilenetv2"
     assert res["environment"]["versions"]["torch"]
-    rows = list(csv.DictReader(open(out / "results.csv")))
-    assert rows[-1]["category"] == "overall" or any(r["category"] == "overall" for r in rows)
+    rows = {r["category"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    assert "overall" in rows
+    assert float(rows["overall"]["pck@0.10_per_image"]) == pytest.approx(
+        overall["pck_per_image"]["0.10"], abs=1e-6
+    )
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
     # the features of each image were computed once: pairs share images
     assert res["timing"]["feature_cache"]["misses"] < 2 * 12
@@ -110,14 +114,18 @@ def test_bad_image_is_named_or_skipped(minireal, tmp_path, capsys):
     shutil.copytree(minireal / "SPair-71k", root)
     victim = sorted((root / "JPEGImages" / "aic").glob("*.jpg"))[0]
     victim.write_bytes(b"not a jpeg")
+    truncated = sorted((root / "JPEGImages" / "aic").glob("*.jpg"))[1]
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: int(len(data) * 0.6)])  # header intact, pixels cut off
     args = ["spair", "--root", str(root), "--extractor", MOBILENET, "--no-progress", "--limit", "6"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
-    assert victim.name in err and "--skip-bad" in err
+    assert victim.name in err and truncated.name in err and "--skip-bad" in err
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
     res = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert res["skipped"] and all(victim.name in s["path"] for s in res["skipped"])
-    assert res["results"]["overall"]["n_pairs"] == 6 - len(res["skipped"])
+    bad_names = {victim.name, truncated.name}
+    assert res["skipped"] and all(Path(s["path"]).name in bad_names for s in res["skipped"])
+    assert res["results"]["overall"]["n_pairs"] == 6 - len({s["pair_id"] for s in res["skipped"]})
 
 
 def test_wrong_root_names_the_layout(tmp_path, capsys):
@@ -219,3 +227,21 @@ def test_missing_weights_give_the_actionable_error(minireal, tmp_path, capsys, m
     )
     err = capsys.readouterr().err
     assert "sd15" in err and "Looked in" in err and "python -m corr.weights download" in err
+
+
+def test_bad_factory_spec_is_a_clear_error(minireal, tmp_path, capsys):
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--out", str(tmp_path / "o")]
+    assert main([*args, "--extractor", "corr.contrib.mobilenet:nope"]) == 2
+    assert "has no attribute 'nope'" in capsys.readouterr().err
+
+
+def test_prompt_categories_are_per_image_for_ap10k():
+    from corr.eval.runner import prompt_categories
+
+    class Rec:
+        category = "Felidae"
+        flags = {"src_species": "cat", "trg_species": "leopard"}
+
+    assert prompt_categories(Rec()) == ("cat", "leopard")
+    Rec.flags = {}
+    assert prompt_categories(Rec()) == "Felidae"
