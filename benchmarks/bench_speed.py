@@ -324,23 +324,10 @@ class ReferenceSD:
         return {f"sd{layer}": captured[layer] for layer in self.modules}
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        size, tile = pixels.shape[-1], self.tile
-        offsets = sorted({0, size - tile})
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, torch.Tensor] = {}
-        for oy in offsets:
-            for ox in offsets:
-                maps = self.crop_features(pixels[..., oy : oy + tile, ox : ox + tile])
-                for name, m in maps.items():
-                    s = tile // m.shape[-1]
-                    if name not in sums:
-                        n = size // s
-                        sums[name] = m.new_zeros(m.shape[0], m.shape[1], n, n)
-                        counts[name] = m.new_zeros(1, 1, n, n)
-                    y, x, h, w = oy // s, ox // s, m.shape[-2], m.shape[-1]
-                    sums[name][..., y : y + h, x : x + w] += m
-                    counts[name][..., y : y + h, x : x + w] += 1
-        return {name: (sums[name] / counts[name])[0] for name in sums}
+        from corr.extractors.sd import stitch_tiles
+
+        maps = stitch_tiles(pixels, self.tile, self.crop_features)
+        return {name: m[0] for name, m in maps.items()}
 
 
 def reference_pair(

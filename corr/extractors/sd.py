@@ -38,7 +38,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -193,6 +193,31 @@ def make_scheduler(config: dict[str, Any] | None = None):
 # --------------------------------------------------------------------------------------------
 # The extractor
 # --------------------------------------------------------------------------------------------
+
+
+def stitch_tiles(
+    pixels: torch.Tensor, tile: int, extract: Callable[[torch.Tensor], FeatureMaps]
+) -> FeatureMaps:
+    """Run ``extract`` on the square crops of side ``tile`` at offsets ``{0, T - tile}^2`` of
+    ``pixels`` ``(B, 3, T, T)`` and place each crop's maps at its offset, averaging overlaps
+    (the reference's four 512 px crops of a 960 px image). Returns ``{name: (B, C, n, n)}``."""
+    size = pixels.shape[-1]
+    offsets = sorted({0, size - tile})
+    sums: FeatureMaps = {}
+    counts: FeatureMaps = {}
+    for oy in offsets:
+        for ox in offsets:
+            maps = extract(pixels[..., oy : oy + tile, ox : ox + tile])
+            for name, m in maps.items():
+                s = tile // m.shape[-1]
+                if name not in sums:
+                    n = size // s
+                    sums[name] = m.new_zeros(m.shape[0], m.shape[1], n, n)
+                    counts[name] = m.new_zeros(1, 1, n, n)
+                y, x, h, w = oy // s, ox // s, m.shape[-2], m.shape[-1]
+                sums[name][..., y : y + h, x : x + w] += m
+                counts[name][..., y : y + h, x : x + w] += 1
+    return {name: sums[name] / counts[name] for name in sums}
 
 
 class SDExtractor(Extractor):
@@ -526,23 +551,7 @@ class SDExtractor(Extractor):
 
     def tiled_features(self, pixels: torch.Tensor, cond: torch.Tensor) -> FeatureMaps:
         """Reference parity: crops at offsets {0, T - tile}^2, overlaps averaged."""
-        size, tile = pixels.shape[-1], self.tile_size
-        offsets = sorted({0, size - tile})
-        sums: FeatureMaps = {}
-        counts: FeatureMaps = {}
-        for oy in offsets:
-            for ox in offsets:
-                maps = self.features(pixels[..., oy : oy + tile, ox : ox + tile], cond)
-                for name, m in maps.items():
-                    s = tile // m.shape[-1]
-                    if name not in sums:
-                        n = size // s
-                        sums[name] = m.new_zeros(m.shape[0], m.shape[1], n, n)
-                        counts[name] = m.new_zeros(1, 1, n, n)
-                    y, x, h, w = oy // s, ox // s, m.shape[-2], m.shape[-1]
-                    sums[name][..., y : y + h, x : x + w] += m
-                    counts[name][..., y : y + h, x : x + w] += 1
-        return {name: sums[name] / counts[name] for name in sums}
+        return stitch_tiles(pixels, self.tile_size, lambda crop: self.features(crop, cond))
 
     def extract(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         if pixels.shape[-1] != pixels.shape[-2]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from demo_loader import load_demo
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "demos" / "assets"
@@ -16,23 +15,7 @@ TINY = ["--extractor", "tiny", "--no-pretrained", "--device", "cpu"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _load_demo(name: str):
-    spec = importlib.util.spec_from_file_location(f"_demo_{name}", REPO / "demos" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kt = _load_demo("keypoint_transfer")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+kt = load_demo("keypoint_transfer")
 
 
 def _read(out: Path) -> dict:

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+from demo_loader import load_demo
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "demos" / "assets"
 
 
-def _load_demo(name: str):
-    spec = importlib.util.spec_from_file_location(f"_demo_{name}", REPO / "demos" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sf = _load_demo("show_features")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+sf = load_demo("show_features")
 
 
 def test_two_images_with_a_query(tmp_path, capsys):
