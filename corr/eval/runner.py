@@ -306,7 +306,7 @@ def run_eval(
         "seconds_per_pair_this_run": round(elapsed / len(todo), 4) if todo else None,
         "feature_cache": {"hits": matcher.cache.hits, "misses": matcher.cache.misses},
     }
-    write_results(out, results, opts.dataset)
+    write_results(out, results)
     log(format_table(results["results"], ALPHAS[opts.dataset]))
     if "results_without_alignment" in results:
         log("\nWithout pose alignment (same pairs):")
@@ -401,7 +401,7 @@ def _flip_summary(flip: dict) -> str:
     return "Pose alignment: how often the mirrored source was chosen (per pair)\n" + "\n".join(rows)
 
 
-def write_results(out: Path, results: dict, dataset: str) -> None:
+def write_results(out: Path, results: dict) -> None:
     atomic_write_json(out / "results.json", results)
     write_csv(results["results"], out / "results.csv")
     if "results_without_alignment" in results:
@@ -438,6 +438,6 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
             results[key] = previous[key]
     results["config"] = config
     results["environment"] = environment()
-    write_results(out, results, opts.dataset)
+    write_results(out, results)
     log(format_table(results["results"], ALPHAS[opts.dataset]))
     return results
