@@ -118,6 +118,12 @@ def content_mask(letterbox: Letterbox, grid: int) -> np.ndarray:
     return inside_y[:, None] & inside_x[None, :]
 
 
+def clip_to_image(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Points ``(N, 2)`` clipped onto the pixels of a ``width x height`` image (a copy)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return np.stack([pts[:, 0].clip(0, width - 1), pts[:, 1].clip(0, height - 1)], axis=1)
+
+
 def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     """Points of an image -> the same points in its horizontal mirror (``x' = W - 1 - x``).
 

@@ -26,7 +26,7 @@ from .alignment import (
 from .cache import FeatureCache, image_key
 from .extractors import Extractor, create_extractor
 from .fusion import build_descriptors, fusion_weights
-from .geometry import Letterbox, content_mask, grid_cells, grid_to_letterbox
+from .geometry import Letterbox, clip_to_image, content_mask, grid_cells, grid_to_letterbox
 from .io import ImageLike, load_image
 from .matching import dense_match, match_points
 
@@ -236,8 +236,7 @@ class Matcher:
         )
         out = lb_t.from_letterbox(grid_to_letterbox(coords.cpu().numpy(), self.frame, grid))
         if self.exclude_padding:
-            out[:, 0] = out[:, 0].clip(0, tgt.width - 1)
-            out[:, 1] = out[:, 1].clip(0, tgt.height - 1)
+            out = clip_to_image(out, tgt.width, tgt.height)
         return out, conf.cpu().numpy().astype(np.float64)
 
     def match(
@@ -324,19 +323,15 @@ class Matcher:
         lb_t = Letterbox(ft.width, ft.height, self.frame)
         if (src_mask is None) != (tgt_mask is None):
             raise ValueError("give both src_mask and tgt_mask, or neither")
+        # the mirrored source has the source's size, hence the same letterbox and content cells
+        sv = sv_m = torch.from_numpy(content_mask(lb_s, grid))
+        tv = torch.from_numpy(content_mask(lb_t, grid))
+        mutual = src_mask is None  # maskless: mutual nearest neighbours; masked: the foreground
         if src_mask is not None:
-            sv = mask_to_grid(src_mask, lb_s, grid) & torch.from_numpy(content_mask(lb_s, grid))
-            lb_m = Letterbox(fm.width, fm.height, self.frame)
-            sv_m = mask_to_grid(np.asarray(src_mask)[:, ::-1], lb_m, grid) & torch.from_numpy(
-                content_mask(lb_m, grid)
-            )
-            tv = mask_to_grid(tgt_mask, lb_t, grid) & torch.from_numpy(content_mask(lb_t, grid))
-            mutual = False
-        else:
-            sv = torch.from_numpy(content_mask(lb_s, grid))
-            sv_m = torch.from_numpy(content_mask(Letterbox(fm.width, fm.height, self.frame), grid))
-            tv = torch.from_numpy(content_mask(lb_t, grid))
-            mutual = True
+            src_fg = np.asarray(src_mask)
+            sv_m = sv & mask_to_grid(src_fg[:, ::-1], lb_s, grid)
+            sv = sv & mask_to_grid(src_fg, lb_s, grid)
+            tv = tv & mask_to_grid(tgt_mask, lb_t, grid)
         d_plain = instance_distance(ds, dt, sv.to(ds.device), tv.to(ds.device), mutual)
         d_flip = instance_distance(dm, dt_m, sv_m.to(ds.device), tv.to(ds.device), mutual)
         flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
@@ -384,8 +379,7 @@ class Matcher:
             grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g)
         )
         if self.exclude_padding:
-            flow[:, 0] = flow[:, 0].clip(0, ft.width - 1)
-            flow[:, 1] = flow[:, 1].clip(0, ft.height - 1)
+            flow = clip_to_image(flow, ft.width, ft.height)
         yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
         centres = lb_s.from_letterbox(
             grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g)
@@ -403,9 +397,7 @@ class Matcher:
         valid = content_mask(lb, grid)
         yy, xx = np.nonzero(valid)
         pts = lb.from_letterbox(grid_to_letterbox(np.stack([xx, yy], 1), self.frame, grid))
-        pts[:, 0] = pts[:, 0].clip(0, fs.width - 1)
-        pts[:, 1] = pts[:, 1].clip(0, fs.height - 1)
-        return pts
+        return clip_to_image(pts, fs.width, fs.height)
 
     @staticmethod
     def _check_points(points, fs: ImageFeatures) -> np.ndarray:

@@ -73,3 +73,12 @@ def test_bad_sizes_raise():
         Letterbox(0, 10, 10)
     with pytest.raises(ValueError, match="made for"):
         Letterbox(10, 10, 10).apply(np.zeros((5, 10, 3), np.uint8))
+
+
+def test_clip_to_image_keeps_points_on_pixels_and_copies():
+    from corr.geometry import clip_to_image
+
+    pts = np.array([[-3.0, 5.0], [12.0, 7.5], [4.0, 99.0]])
+    out = clip_to_image(pts, 10, 8)
+    assert out.tolist() == [[0.0, 5.0], [9.0, 7.0], [4.0, 7.0]]
+    assert pts[0, 0] == -3.0  # the input is untouched
