@@ -74,7 +74,7 @@ class Letterbox:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         return (pts - np.asarray(self.offset, dtype=np.float64)) / self.scale
 
-    def apply(self, image: np.ndarray, resample: str = "bicubic") -> np.ndarray:
+    def apply(self, image: np.ndarray, resample: str = "lanczos") -> np.ndarray:
         """Letterbox an ``(H, W, 3)`` uint8 RGB image into a ``(T, T, 3)`` uint8 square."""
         if image.shape[:2] != (self.height, self.width):
             raise ValueError(

@@ -23,7 +23,8 @@ class Extractor(nn.Module):
     - ``group``: maps of one extractor form one descriptor group, L2-normalised as a whole
       before groups are fused (``"sd"``, ``"dino"``, ...);
     - ``reduce``: whether co-PCA reduces each of its maps (True for SD layers);
-    - ``resample``: the PIL filter used for the letterbox resize.
+    - ``resample``: the PIL filter used for the letterbox resize (``"lanczos"``, as both
+      reference implementations, by default).
 
     Subclasses implement :meth:`extract` and :meth:`config` (everything that changes the
     output: weights identity and settings; it keys the feature cache).
@@ -32,7 +33,7 @@ class Extractor(nn.Module):
     input_size: int = 224
     group: str = "custom"
     reduce: bool = False
-    resample: str = "bicubic"
+    resample: str = "lanczos"
 
     def extract(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         raise NotImplementedError
@@ -96,7 +97,7 @@ class ModuleExtractor(Extractor):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         weights_id: str | None = None,
-        resample: str = "bicubic",
+        resample: str = "lanczos",
     ) -> None:
         super().__init__()
         if input_size <= 0:

@@ -63,7 +63,7 @@ class DinoExtractor(Extractor):
 
     group = "dino"
     reduce = False
-    resample = "bicubic"
+    resample = "lanczos"
 
     def __init__(
         self,

@@ -255,7 +255,7 @@ class SDExtractor(Extractor):
 
     group = "sd"
     reduce = True
-    resample = "bicubic"
+    resample = "lanczos"
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ def test_tokens_before_final_norm_prefix_dropped(pixels, reg_tokens):
         torch.testing.assert_close(out["dino"], ref, rtol=1e-5, atol=1e-5)
         normed = ext.model.norm(ref.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     assert not torch.allclose(out["dino"], normed, atol=1e-3)  # the final norm is not applied
-    assert ext.group == "dino" and not ext.reduce and ext.resample == "bicubic"
+    assert ext.group == "dino" and not ext.reduce and ext.resample == "lanczos"
 
 
 def test_registers_are_dropped(pixels):

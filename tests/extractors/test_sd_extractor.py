@@ -376,7 +376,7 @@ def test_registry_and_pretrained_rules(tmp_path, monkeypatch):
         assert name in list_extractors()
     ext = create_extractor("sd-tiny", pretrained=False)
     assert isinstance(ext, S.SDExtractor) and ext.group == "sd" and ext.reduce
-    assert ext.resample == "bicubic"
+    assert ext.resample == "lanczos"
     with pytest.raises(ValueError, match="pretrained=False"):
         create_extractor("sd-tiny", pretrained=True)
     with pytest.raises(ValueError, match="model="):
