@@ -1,8 +1,11 @@
-"""Test-time pose alignment: try the source mirrored (REFERENCE.md §6).
+"""Test-time pose alignment: try the source mirrored (docs/protocol.md §6).
 
 The decision compares *instance matching distances* between source and target descriptors, for
 the source as it is and for the source mirrored (features re-extracted on the mirrored image).
-All functions are vectorised on the feature grid.
+All functions are vectorised on the feature grid. :func:`instance_distance` is ours (content
+cells only, masks pooled onto the feature grid); :func:`reference_mutual_distance` and
+:func:`reference_masked_distance` reproduce GeoAware-SC's ``get_distance_mutual_nn`` and
+``get_distance`` for the parity protocols.
 """
 
 from __future__ import annotations
@@ -50,6 +53,74 @@ def instance_distance(
     return float(dist.mean())
 
 
+def _unit_rows(desc: torch.Tensor) -> torch.Tensor:
+    d = desc.shape[0]
+    return F.normalize(desc.reshape(d, -1).T.float(), dim=1)
+
+
+def reference_mutual_distance(src: torch.Tensor, tgt: torch.Tensor) -> float:
+    """GeoAware-SC's maskless distance: mean L2 distance of the mutual nearest neighbours.
+
+    ``src``/``tgt`` ``(D, g, g)`` are unit-normalised per cell (the reference's descriptors are);
+    *every* cell takes part, letterbox padding included, and ties go to the lowest index.
+    """
+    dist = torch.cdist(_unit_rows(src)[None], _unit_rows(tgt)[None])[0]
+    best, ab = dist.min(dim=1)
+    ba = dist.argmin(dim=0)
+    mutual = ba[ab] == torch.arange(ab.numel(), device=ab.device)
+    return float(best[mutual].mean()) if bool(mutual.any()) else float("nan")
+
+
+def letterbox_mask(mask: np.ndarray, letterbox: Letterbox) -> np.ndarray:
+    """An ``(H, W)`` mask in original pixels -> ``(T, T)`` float {0, 1} in the letterbox frame
+    (nearest resize, zero padding), the frame the reference's masks live in."""
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if m.shape != (letterbox.height, letterbox.width):
+        raise ValueError(
+            f"mask is {m.shape[1]}x{m.shape[0]} but its image is {letterbox.width}x{letterbox.height}"
+        )
+    rgb = np.repeat((m > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
+    return (letterbox.apply(rgb, resample="nearest")[..., 0] > 127).astype(np.float32)
+
+
+def reference_masked_distance(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    src_mask: np.ndarray | torch.Tensor,
+    tgt_mask: np.ndarray | torch.Tensor,
+    resolution: int = 64,
+) -> float:
+    """GeoAware-SC's masked distance (``get_distance``), computed without its Python loop.
+
+    Both unit-normalised ``(D, g, g)`` descriptors are upsampled (bilinear) to
+    ``resolution x resolution`` and multiplied by their letterbox-frame masks, themselves
+    nearest-resized to that grid; every feature value that is then exactly 0 becomes -100000 (as
+    the reference does); the result is the mean, over source foreground cells, of the L2
+    distance to the nearest target cell (any cell: masked-out ones are far away).
+    """
+    d = src.shape[0]
+    size = (resolution, resolution)
+
+    def prepare(desc, mask):
+        feat = F.interpolate(
+            _unit_rows(desc).T.reshape(1, d, *desc.shape[-2:]), size=size, mode="bilinear"
+        )[0]
+        m = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=feat.device)
+        m = F.interpolate(m[None, None], size=size, mode="nearest")[0, 0]
+        feat = feat * m[None]
+        feat = torch.where(feat == 0, torch.full_like(feat, -100000.0), feat)
+        return feat.reshape(d, -1).T, m.reshape(-1) == 1
+
+    a, fg = prepare(src, src_mask)
+    b, _ = prepare(tgt, tgt_mask)
+    if not bool(fg.any()):
+        return float("nan")
+    best = torch.cdist(a[fg][None], b[None])[0].min(dim=1).values
+    return float(best.mean())
+
+
 def mask_to_grid(mask: np.ndarray, letterbox: Letterbox, grid: int) -> torch.Tensor:
     """An ``(H, W)`` mask in original pixels -> ``(grid, grid)`` bool (cell area mostly inside)."""
     m = np.asarray(mask)
@@ -92,6 +163,18 @@ def flipped_queries(points: np.ndarray, perm: np.ndarray, width: int) -> np.ndar
     return mirror_points(pts[np.asarray(perm)], width)
 
 
+def mirror_in_letterbox(points_lb: np.ndarray, size: int, arithmetic: str = "exact") -> np.ndarray:
+    """Letterbox-frame points -> their mirror ``x' = T - x`` in the same frame (GeoAware-SC's
+    ``flip_keypoints`` on keypoints already scaled to the ``T``-square); ``arithmetic="float32"``
+    subtracts in float32 as the reference does."""
+    pts = np.asarray(points_lb, dtype=np.float64).reshape(-1, 2).copy()
+    if arithmetic == "float32":
+        pts[:, 0] = (np.float32(size) - pts[:, 0].astype(np.float32)).astype(np.float64)
+    else:
+        pts[:, 0] = size - pts[:, 0]
+    return pts
+
+
 def replace_where_aligned(
     plain: np.ndarray,
     aligned: np.ndarray,
@@ -99,13 +182,16 @@ def replace_where_aligned(
     perm: np.ndarray,
     tgt_visible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Use the aligned prediction of keypoint ``i`` only where ``i``, ``perm[i]`` (and target ``i``) are visible.
+    """Use the aligned prediction of keypoint ``i`` only where ``i`` and its twin ``perm[i]`` are
+    visible in the source and, when ``tgt_visible`` is given, in the target too (GeoAware-SC's
+    ``vis_flip`` rule: the twin must be mutually visible, not only ``i``).
 
     Returns the merged ``(K, 2)`` predictions and the ``(K,)`` bool mask of replaced rows.
     """
+    perm = np.asarray(perm)
     vis = np.asarray(src_visible, dtype=bool)
-    use = vis & vis[np.asarray(perm)]
     if tgt_visible is not None:
-        use &= np.asarray(tgt_visible, dtype=bool)
+        vis = vis & np.asarray(tgt_visible, dtype=bool)
+    use = vis & vis[perm]
     out = np.where(use[:, None], aligned, plain)
     return out, use

@@ -1,4 +1,4 @@
-"""Descriptor construction: co-PCA, layer stacking and L2 fusion (REFERENCE.md §4).
+"""Descriptor construction: co-PCA, layer stacking and L2 fusion (docs/protocol.md §4).
 
 Shapes: a feature map is ``(C, h, w)``; a descriptor is ``(D, g, g)`` on the output grid.
 """
@@ -58,15 +58,26 @@ def co_pca(
     return pa.contiguous(), pb.contiguous()
 
 
-def stack_pyramid(maps: Sequence[torch.Tensor], grid: int | None = None) -> torch.Tensor:
-    """Stack maps of different grid sizes into one ``(sum C, g, g)`` descriptor.
+def stack_pyramid(
+    maps: Sequence[torch.Tensor], grid: int | None = None, one_step: bool = False
+) -> torch.Tensor:
+    """Stack maps of different grid sizes into one ``(sum C, g, g)`` descriptor, finer first.
 
-    As the reference: start from the coarsest map, upsample (bilinear) to the next finer grid and
-    concatenate *after* it (finer channels first), repeat; finally upsample to ``grid`` if given.
-    E.g. SD layers 2/5/8 at 15/30/60 -> ``[L8 | up(L5 | up(L2))]`` on 60 x 60.
+    Default (sd-dino's co-PCA path): start from the coarsest map, upsample (bilinear) to the next
+    finer grid and concatenate *after* it, repeat; finally upsample to ``grid`` if given. E.g. SD
+    layers 2/5/8 at 15/30/60 -> ``[L8 | up(L5 | up(L2))]`` on 60 x 60 (L2 goes 15 -> 30 -> 60).
+    ``one_step=True`` (GeoAware-SC's raw concatenation) upsamples every map straight to the
+    finest grid (or ``grid``): ``[L8 | up(L5) | up(L2)]``, L2 going 15 -> 60 in one step.
     """
     if not maps:
         raise ValueError("stack_pyramid needs at least one map")
+    if one_step:
+        finest = max(maps, key=lambda m: m.shape[-1])
+        size = (grid, grid) if grid is not None else tuple(finest.shape[-2:])
+        ordered = sorted(maps, key=lambda m: -m.shape[-1])
+        return torch.cat(
+            [m if tuple(m.shape[-2:]) == size else _resize(m, size) for m in ordered], dim=0
+        )
     ordered = sorted(maps, key=lambda m: m.shape[-1])
     acc = ordered[0]
     for m in ordered[1:]:
@@ -90,7 +101,7 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def fuse(groups: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
     """L2 fusion: normalise each ``(D_i, g, g)`` group per location, scale by its weight, concatenate.
 
-    With two groups ``[SD, DINO]`` and ``weights = (alpha, 1 - alpha)`` this is REFERENCE.md §4.3.
+    With two groups ``[SD, DINO]`` and ``weights = (alpha, 1 - alpha)`` this is docs/protocol.md §4.
     Groups with weight 0 are dropped (``alpha = 1`` is SD alone, ``alpha = 0`` DINO alone).
     """
     if len(groups) != len(weights):
@@ -136,8 +147,9 @@ def build_descriptors(
     """Per-extractor feature maps of a pair -> fused ``(D, grid, grid)`` descriptors of both images.
 
     ``src[i]`` / ``tgt[i]`` are extractor ``i``'s maps ``{name: (C, h, w)}``; ``reduce[i]`` says
-    whether its maps are co-PCA reduced to ``pca_dim`` (``mode="copca"``); ``mode="concat"`` is
-    GeoAware's raw variant (no PCA; each group normalised, the whole re-normalised).
+    whether its maps are co-PCA reduced to ``pca_dim`` (``mode="copca"``, maps stacked in two
+    upsampling steps as sd-dino); ``mode="concat"`` is GeoAware's raw variant (no PCA, maps
+    upsampled in one step, each group normalised, the whole re-normalised).
     """
     if mode not in ("copca", "concat"):
         raise ValueError(f"fusion mode must be 'copca' or 'concat', got {mode!r}")
@@ -153,8 +165,9 @@ def build_descriptors(
                 a, b = co_pca(a, b, pca_dim, seed=seed, method=pca_method)
             ps.append(a)
             pt.append(b)
-        groups_s.append(stack_pyramid(ps, grid))
-        groups_t.append(stack_pyramid(pt, grid))
+        one_step = mode == "concat"
+        groups_s.append(stack_pyramid(ps, grid, one_step))
+        groups_t.append(stack_pyramid(pt, grid, one_step))
     ds, dt = fuse(groups_s, weights), fuse(groups_t, weights)
     if mode == "concat":
         ds, dt = l2_normalize(ds), l2_normalize(dt)

@@ -1,9 +1,10 @@
 """Coordinate frames: original image, letterboxed square, feature grid.
 
-Every model sees the image *letterboxed* to a square of side ``T`` (REFERENCE.md §1): scaled so
+Every model sees the image *letterboxed* to a square of side ``T`` (docs/protocol.md §1): scaled so
 the long side is ``T`` (short side ``round(T * short / long)``) and zero-padded symmetrically,
 the pad offset on the short axis being ``(T - new_short) // 2``. A point maps
-``x -> x * s + off_x``, ``y -> y * s + off_y`` with ``s = T / max(W, H)``.
+``x -> x * s + off_x``, ``y -> y * s + off_y`` with ``s = T / max(W, H)``, computed as
+``x * T / max(W, H)`` (multiply first) so that exact cell boundaries stay exact.
 
 A feature grid of ``g x g`` cells covers the letterboxed square: cell ``p`` spans
 ``[p * T / g, (p + 1) * T / g)`` and its centre is ``(p + 0.5) * T / g`` (``14 p + 7`` for a
@@ -64,15 +65,31 @@ class Letterbox:
         (ox, oy), (nw, nh) = self.offset, self.new_size
         return ox, oy, ox + nw, oy + nh
 
-    def to_letterbox(self, points: np.ndarray) -> np.ndarray:
-        """Original-pixel points ``(N, 2)`` -> letterbox-frame points ``(N, 2)``."""
+    def to_letterbox(self, points: np.ndarray, arithmetic: str = "exact") -> np.ndarray:
+        """Original-pixel points ``(N, 2)`` -> letterbox-frame points ``(N, 2)``.
+
+        ``arithmetic="exact"`` computes ``x * T / max(W, H) + off`` in float64 (multiply first:
+        a point on a cell boundary stays on it). ``"float32"`` reproduces the reference code,
+        which scales float32 keypoints by the float32 factor ``T / max(W, H)`` (see
+        docs/protocol.md, "Parity knobs").
+        """
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        return pts * self.scale + np.asarray(self.offset, dtype=np.float64)
+        off = np.asarray(self.offset, dtype=np.float64)
+        if arithmetic == "exact":
+            return pts * self.size / max(self.width, self.height) + off
+        if arithmetic == "float32":
+            scaled = pts.astype(np.float32) * np.float32(self.scale)
+            return (scaled + off.astype(np.float32)).astype(np.float64)
+        raise ValueError(f"arithmetic must be 'exact' or 'float32', got {arithmetic!r}")
 
     def from_letterbox(self, points: np.ndarray) -> np.ndarray:
         """Letterbox-frame points ``(N, 2)`` -> original-pixel points ``(N, 2)``."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        return (pts - np.asarray(self.offset, dtype=np.float64)) / self.scale
+        return (
+            (pts - np.asarray(self.offset, dtype=np.float64))
+            * max(self.width, self.height)
+            / self.size
+        )
 
     def apply(self, image: np.ndarray, resample: str = "lanczos") -> np.ndarray:
         """Letterbox an ``(H, W, 3)`` uint8 RGB image into a ``(T, T, 3)`` uint8 square."""
@@ -94,24 +111,40 @@ class Letterbox:
 
 
 def letterbox_to_grid(points: np.ndarray, size: int, grid: int) -> np.ndarray:
-    """Letterbox-frame points -> continuous grid coordinates (cell ``p`` spans ``[p, p+1)``)."""
-    return np.asarray(points, dtype=np.float64).reshape(-1, 2) * (grid / size)
+    """Letterbox-frame points -> continuous grid coordinates (cell ``p`` spans ``[p, p+1)``),
+    computed as ``x * grid / size`` (multiply first)."""
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2) * grid / size
 
 
-def grid_cells(points: np.ndarray, size: int, grid: int) -> np.ndarray:
-    """Letterbox-frame points -> integer cell indices ``(N, 2)`` (``floor``, clipped to the grid)."""
-    cells = np.floor(letterbox_to_grid(points, size, grid)).astype(np.int64)
-    return np.clip(cells, 0, grid - 1)
+def grid_cells(points: np.ndarray, size: int, grid: int, arithmetic: str = "exact") -> np.ndarray:
+    """Letterbox-frame points -> integer cell indices ``(N, 2)`` (``floor``, clipped to the grid).
+
+    ``arithmetic="float32"`` reproduces the reference code's ``int(float32(grid / size) * x)``.
+    """
+    if arithmetic == "exact":
+        cont = letterbox_to_grid(points, size, grid)
+    elif arithmetic == "float32":
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).astype(np.float32)
+        cont = (np.float32(grid / size) * pts).astype(np.float64)
+    else:
+        raise ValueError(f"arithmetic must be 'exact' or 'float32', got {arithmetic!r}")
+    return np.clip(np.floor(cont).astype(np.int64), 0, grid - 1)
 
 
-def grid_to_letterbox(cells: np.ndarray, size: int, grid: int) -> np.ndarray:
-    """Grid coordinates (integer or fractional cell indices) -> letterbox-frame cell centres."""
-    return (np.asarray(cells, dtype=np.float64).reshape(-1, 2) + 0.5) * (size / grid)
+def grid_to_letterbox(
+    cells: np.ndarray, size: int, grid: int, centre_shift: float = 0.0
+) -> np.ndarray:
+    """Grid coordinates (integer or fractional cell indices) -> letterbox-frame cell centres.
+
+    Cell ``p`` maps to ``(p + 0.5) * size / grid + centre_shift`` (``14 p + 7`` on a 60 grid of
+    840; sd-dino's ``14 p + 6.5`` is ``centre_shift=-0.5``).
+    """
+    return (np.asarray(cells, dtype=np.float64).reshape(-1, 2) + 0.5) * size / grid + centre_shift
 
 
 def content_mask(letterbox: Letterbox, grid: int) -> np.ndarray:
     """``(grid, grid)`` bool: cells that overlap the image content (not only padding)."""
-    edges = np.arange(grid + 1) * (letterbox.size / grid)
+    edges = np.arange(grid + 1) * letterbox.size / grid
     x0, y0, x1, y1 = letterbox.content_box
     inside_x = (edges[1:] > x0) & (edges[:-1] < x1)
     inside_y = (edges[1:] > y0) & (edges[:-1] < y1)

@@ -23,6 +23,7 @@ __all__ = [
     "flip_permutation",
     "default_tables",
     "table_path",
+    "reference_groups",
 ]
 
 BUNDLED = ("spair_geo_groups", "spair_flip", "ap10k_geo_groups", "ap10k_flip")
@@ -129,6 +130,46 @@ def flip_permutation(
     if not np.array_equal(np.sort(perm), np.arange(k)):
         raise ValueError(f"flip table does not give a permutation of {k} keypoints: {perm}")
     return perm
+
+
+def _renumbered(groups: list[list[int]], used: list[int]) -> list[list[int]]:
+    """GeoAware-SC's ``renumber_indices`` after filtering by ``used``: members are numbered in
+    *listing* order, and number ``k`` stands for the k-th used keypoint id (sorted)."""
+    out, k = [], 0
+    for group in groups:
+        members = [i for i in group if i in used]
+        if not members:
+            continue
+        out.append([used[k + j] for j in range(len(members))])
+        k += len(members)
+    return out
+
+
+def reference_groups(groups: list[list[int]], used_ids, kind: str) -> list[list[int]]:
+    """The groups GeoAware-SC's evaluation effectively applies, in data keypoint ids.
+
+    The reference keeps only the ``used_ids`` of a category (ids visible in at least one image
+    of its evaluated pairs, sorted) and indexes keypoints by their position among them. Then:
+
+    - ``kind="flip"``: if the table has exactly as many ids as there are used ids, its entries
+      are read as *positions* (so SPair's literal bus list lands on ids shifted by 2 past the
+      unused 8 and 9); otherwise the entries are filtered by ``used_ids`` and renumbered;
+    - ``kind="geo"``: always filtered and renumbered.
+
+    Renumbering numbers the members in listing order, not by id, so a table whose groups are
+    not listed in ascending order (SPair car ``[2, 3, 6, 7]`` after ``[0, 1]``) turns into
+    different groups (``[2, 3, 4, 5]``). This reproduces the published numbers; the ``ids``
+    rule (our default) uses the tables as written. See docs/protocol.md, "Keypoint tables".
+    """
+    used = sorted(int(i) for i in used_ids)
+    if kind == "flip" and sum(len(g) for g in groups) == len(used):
+        bad = [i for g in groups for i in g if i >= len(used)]
+        if bad:
+            raise ValueError(f"flip table position {bad[0]} is past the {len(used)} used keypoints")
+        return [[used[i] for i in g] for g in groups]
+    if kind not in ("flip", "geo"):
+        raise ValueError(f"kind must be 'flip' or 'geo', got {kind!r}")
+    return _renumbered(groups, used)
 
 
 def default_tables(dataset: str) -> tuple[str | None, str | None]:

@@ -1,4 +1,4 @@
-"""Matching on feature grids: cosine nearest neighbour and window soft-argmax (REFERENCE.md §5).
+"""Matching on feature grids: cosine nearest neighbour and window soft-argmax (docs/protocol.md §5).
 
 Descriptors are ``(D, g, g)`` tensors on the output grid; queries and results are grid
 coordinates ``(N, 2)`` as ``(x, y)`` cell indices (fractional for soft-argmax; cell ``p``'s
@@ -13,6 +13,7 @@ import torch
 from .fusion import l2_normalize
 
 METHODS = ("nn", "softargmax")
+WINDOW_MODES = ("exclude", "zero")
 
 
 def _flat(desc: torch.Tensor) -> torch.Tensor:
@@ -36,6 +37,7 @@ def match_points(
     temperature: float = 0.02,
     target_mask: torch.Tensor | None = None,
     chunk: int = 2048,
+    window_mode: str = "exclude",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Match source cells to the target grid.
 
@@ -47,6 +49,10 @@ def match_points(
             argmax; cells outside the window or the grid are excluded, not zeroed).
         target_mask: optional ``(ht, wt)`` bool; False cells are never matched (e.g. padding).
         chunk: queries per block; memory is ``O(chunk * ht * wt)``.
+        window_mode: ``"exclude"`` (default) soft-maxes over the window's cells only;
+            ``"zero"`` reproduces GeoAware-SC: similarities outside the window (window
+            positions clamped to the grid) are set to 0 and the soft-max runs over the whole
+            grid, so far cells keep a small weight (docs/protocol.md, "Parity knobs").
 
     Returns:
         ``(N, 2)`` float target grid coordinates and ``(N,)`` confidence = the cosine similarity
@@ -54,6 +60,8 @@ def match_points(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if window_mode not in WINDOW_MODES:
+        raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
     if method == "softargmax" and (window < 0 or temperature <= 0):
         raise ValueError(
             f"softargmax needs window >= 0 and temperature > 0, got {window}, {temperature}"
@@ -79,6 +87,8 @@ def match_points(
         cy, cx = arg // wt, arg % wt
         if method == "nn":
             coords = torch.stack([cx, cy], dim=1).float()
+        elif window_mode == "zero":
+            coords = _zeroed_window_softargmax(sim, cx, cy, offsets, ht, wt, temperature)
         else:
             px = cx[:, None] + offsets[None, :, 0]
             py = cy[:, None] + offsets[None, :, 1]
@@ -95,6 +105,20 @@ def match_points(
     return torch.cat(coords_out), torch.cat(conf_out)
 
 
+def _zeroed_window_softargmax(sim, cx, cy, offsets, ht, wt, temperature):
+    """GeoAware-SC's window soft-argmax: keep the (clamped) window, zero the rest, soft-max all."""
+    px = (cx[:, None] + offsets[None, :, 0]).clamp(0, wt - 1)
+    py = (cy[:, None] + offsets[None, :, 1]).clamp(0, ht - 1)
+    keep = torch.zeros_like(sim, dtype=torch.bool)
+    keep.scatter_(1, (py * wt + px).long(), True)
+    # padding cells excluded by a target mask stay at -inf; everything else outside the window is 0
+    zeroed = torch.where(keep | torch.isinf(sim), sim, torch.zeros_like(sim))
+    prob = torch.softmax(zeroed / temperature, dim=1).reshape(-1, ht, wt)
+    xs = torch.arange(wt, device=sim.device, dtype=prob.dtype)
+    ys = torch.arange(ht, device=sim.device, dtype=prob.dtype)
+    return torch.stack([(prob.sum(1) * xs).sum(1), (prob.sum(2) * ys).sum(1)], dim=1)
+
+
 def dense_match(
     src: torch.Tensor,
     tgt: torch.Tensor,
@@ -103,12 +127,15 @@ def dense_match(
     temperature: float = 0.02,
     target_mask: torch.Tensor | None = None,
     chunk: int = 2048,
+    window_mode: str = "exclude",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Match every source cell: ``(hs, ws, 2)`` target grid coordinates and ``(hs, ws)`` confidence."""
     hs, ws = src.shape[-2:]
     yy, xx = torch.meshgrid(torch.arange(hs), torch.arange(ws), indexing="ij")
     cells = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-    coords, conf = match_points(src, tgt, cells, method, window, temperature, target_mask, chunk)
+    coords, conf = match_points(
+        src, tgt, cells, method, window, temperature, target_mask, chunk, window_mode
+    )
     return coords.reshape(hs, ws, 2), conf.reshape(hs, ws)
 
 

@@ -20,7 +20,11 @@ from .alignment import (
     flip_permutation_from_pairs,
     flipped_queries,
     instance_distance,
+    letterbox_mask,
     mask_to_grid,
+    mirror_in_letterbox,
+    reference_masked_distance,
+    reference_mutual_distance,
     replace_where_aligned,
 )
 from .cache import FeatureCache, image_key
@@ -28,7 +32,8 @@ from .extractors import Extractor, create_extractor
 from .fusion import build_descriptors, fusion_weights
 from .geometry import Letterbox, clip_to_image, content_mask, grid_cells, grid_to_letterbox
 from .io import ImageLike, load_image
-from .matching import dense_match, match_points
+from .matching import METHODS, WINDOW_MODES, dense_match, match_points
+from .protocols import Protocol, extractor_knobs, get_protocol
 
 #: Named extractor combinations; the first is the default.
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -38,6 +43,19 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "sd21-dino": ("sd21", "dinov2_vitb14"),
     "tiny": ("sd-tiny", "dinov2-tiny"),
 }
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()  # "not given": pca_dim=None is a real value (no PCA)
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 @dataclass
@@ -80,15 +98,21 @@ class Matcher:
         self,
         extractors: str | Sequence[str | Extractor] = "sd-dino",
         *,
-        fuse: float = 0.5,
+        protocol: str | Protocol = "corr",
+        fuse: float | None = None,
         weights: Sequence[float] | None = None,
-        method: str = "softargmax",
-        window: int = 5,
-        temperature: float = 0.02,
-        pca_dim: int | None = 256,
-        fusion: str = "copca",
-        pca_method: str = "eigh",
-        exclude_padding: bool = True,
+        method: str | None = None,
+        window: int | None = None,
+        temperature: float | None = None,
+        window_mode: str | None = None,
+        pca_dim: int | None | _Unset = UNSET,
+        fusion: str | None = None,
+        pca_method: str | None = None,
+        exclude_padding: bool | None = None,
+        arithmetic: str | None = None,
+        centre_shift: float | None = None,
+        mirror: str | None = None,
+        flip_distance: str | None = None,
         pretrained: bool = True,
         extractor_options: dict[str, dict[str, Any]] | None = None,
         dtype: str | torch.dtype | None = None,
@@ -97,6 +121,30 @@ class Matcher:
         device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
+        self.protocol = get_protocol(protocol)
+        given = {
+            "fuse": fuse,
+            "method": method,
+            "window": window,
+            "temperature": temperature,
+            "window_mode": window_mode,
+            "pca_dim": pca_dim,
+            "pca_method": pca_method,
+            "fusion": fusion,
+            "exclude_padding": exclude_padding,
+            "arithmetic": arithmetic,
+            "centre_shift": centre_shift,
+            "mirror": mirror,
+            "flip_distance": flip_distance,
+        }
+        knobs = dict(self.protocol.matcher)
+        self.overrides: dict[str, Any] = {}
+        for name, value in given.items():
+            if value is UNSET or (value is None and name != "pca_dim"):
+                continue
+            if value != knobs[name]:
+                self.overrides[name] = value
+            knobs[name] = value
         specs = (
             list(PRESETS[extractors])
             if isinstance(extractors, str) and extractors in PRESETS
@@ -106,7 +154,7 @@ class Matcher:
             raise ValueError(
                 "extractors is empty: give a preset name, registered names or Extractor objects"
             )
-        all_weights = fusion_weights(len(specs), fuse, weights)
+        all_weights = fusion_weights(len(specs), knobs["fuse"], weights)
         self.device = (
             torch.device(device)
             if device is not None
@@ -121,29 +169,38 @@ class Matcher:
             if isinstance(spec, Extractor):
                 ext = spec
             else:
-                kwargs = dict(options.get(spec, {}))
+                kwargs = {**extractor_knobs(self.protocol, spec), **options.get(spec, {})}
                 if dtype is not None:
                     kwargs.setdefault("dtype", dtype)
                 ext = create_extractor(spec, pretrained=pretrained, **kwargs)
+                ext.resample = self.protocol.resample
             self.extractors.append(ext.to(self.device).eval())
             self.weights.append(w)
         self.specs = [
             s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs
         ]
-        self.method = method
-        self.window = int(window)
-        self.temperature = float(temperature)
-        self.pca_dim = pca_dim
-        self.fusion = fusion
-        self.pca_method = pca_method
-        self.exclude_padding = exclude_padding
+        self.method = knobs["method"]
+        self.window = int(knobs["window"])
+        self.temperature = float(knobs["temperature"])
+        self.window_mode = knobs["window_mode"]
+        self.pca_dim = knobs["pca_dim"]
+        self.fusion = knobs["fusion"]
+        self.pca_method = knobs["pca_method"]
+        self.exclude_padding = bool(knobs["exclude_padding"])
+        self.arithmetic = knobs["arithmetic"]
+        self.centre_shift = float(knobs["centre_shift"])
+        self.mirror = knobs["mirror"]
+        self.flip_distance = knobs["flip_distance"]
         self.seed = seed
         self.cache = FeatureCache(cache_dir, memory_items=memory_cache)
         # validate the matching options now rather than at the first pair
-        if method not in ("nn", "softargmax"):
-            raise ValueError(f"method must be 'nn' or 'softargmax', got {method!r}")
-        if fusion not in ("copca", "concat"):
-            raise ValueError(f"fusion must be 'copca' or 'concat', got {fusion!r}")
+        _check_choice("method", self.method, METHODS)
+        _check_choice("window_mode", self.window_mode, WINDOW_MODES)
+        _check_choice("fusion", self.fusion, ("copca", "concat"))
+        _check_choice("pca_method", self.pca_method, ("eigh", "lowrank"))
+        _check_choice("arithmetic", self.arithmetic, ("exact", "float32"))
+        _check_choice("mirror", self.mirror, ("pixel", "letterbox"))
+        _check_choice("flip_distance", self.flip_distance, ("corr", "reference"))
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -152,17 +209,25 @@ class Matcher:
         return self.extractors[-1].input_size
 
     def config(self) -> dict[str, Any]:
-        """Everything that determines the results, as JSON-serialisable data."""
+        """Everything that determines the results, as JSON-serialisable data: the protocol with
+        every knob it set, the knobs given explicitly that differ from it, and the values used."""
         return {
+            "protocol": self.protocol.as_dict(),
+            "overrides": dict(sorted(self.overrides.items())),
             "extractors": [self._extractor_config(e, None) for e in self.extractors],
             "weights": self.weights,
             "method": self.method,
             "window": self.window,
             "temperature": self.temperature,
+            "window_mode": self.window_mode,
             "pca_dim": self.pca_dim,
             "pca_method": self.pca_method,
             "fusion": self.fusion,
             "exclude_padding": self.exclude_padding,
+            "arithmetic": self.arithmetic,
+            "centre_shift": self.centre_shift,
+            "mirror": self.mirror,
+            "flip_distance": self.flip_distance,
             "frame": self.frame,
         }
 
@@ -221,10 +286,17 @@ class Matcher:
         return torch.from_numpy(content_mask(Letterbox(tgt.width, tgt.height, self.frame), grid))
 
     def _transfer(self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points: np.ndarray):
-        grid = ds.shape[-1]
+        """Original source pixels -> matched original target pixels and confidences."""
         lb_s = Letterbox(src.width, src.height, self.frame)
+        return self._transfer_letterbox(
+            ds, dt, tgt, lb_s.to_letterbox(points, arithmetic=self.arithmetic)
+        )
+
+    def _transfer_letterbox(self, ds, dt, tgt: ImageFeatures, points_lb: np.ndarray):
+        """Source points in the letterbox frame -> original target pixels and confidences."""
+        grid = ds.shape[-1]
         lb_t = Letterbox(tgt.width, tgt.height, self.frame)
-        cells = grid_cells(lb_s.to_letterbox(points), self.frame, grid)
+        cells = grid_cells(points_lb, self.frame, grid, arithmetic=self.arithmetic)
         coords, conf = match_points(
             ds,
             dt,
@@ -233,8 +305,10 @@ class Matcher:
             self.window,
             self.temperature,
             self._target_mask(tgt, grid),
+            window_mode=self.window_mode,
         )
-        out = lb_t.from_letterbox(grid_to_letterbox(coords.cpu().numpy(), self.frame, grid))
+        centres = grid_to_letterbox(coords.cpu().numpy(), self.frame, grid, self.centre_shift)
+        out = lb_t.from_letterbox(centres)
         if self.exclude_padding:
             out = clip_to_image(out, tgt.width, tgt.height)
         return out, conf.cpu().numpy().astype(np.float64)
@@ -257,10 +331,13 @@ class Matcher:
         Without ``points``, every source grid cell on the image content is matched.
         ``category`` fills a ``{category}`` SD prompt; give ``(src_category, tgt_category)``
         when the two images differ (e.g. two species). With
-        ``flip=True`` the mirrored source is tried too (REFERENCE.md §6): ``flip_pairs`` gives
-        the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)`` permutation;
-        ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)`` foreground masks)
-        switch the decision to the masked distance. Returns ``keypoints0``, ``keypoints1``,
+        ``flip=True`` the mirrored source is tried too (docs/protocol.md §6): ``flip_pairs``
+        gives the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)``
+        permutation; ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)``
+        foreground masks) switch the decision to the masked distance. When the mirrored source
+        wins, point ``i`` takes the match of its twin's mirrored position only where ``i`` and
+        its twin are visible (not NaN) in the source and, if ``tgt_visible`` (``(N,)`` bool) is
+        given, in the target too; elsewhere it keeps its plain match. Returns ``keypoints0``, ``keypoints1``,
         ``confidence`` and, with ``flip``, a ``flip`` dict (``flipped``, ``distance``,
         ``distance_flipped``, ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned
         predictions).
@@ -318,33 +395,30 @@ class Matcher:
         mirrored = np.ascontiguousarray(src_arr[:, ::-1])
         fm = self.features(mirrored, category)
         dm, dt_m = self.descriptors(fm, ft)
-        grid = ds.shape[-1]
-        lb_s = Letterbox(fs.width, fs.height, self.frame)
-        lb_t = Letterbox(ft.width, ft.height, self.frame)
         if (src_mask is None) != (tgt_mask is None):
             raise ValueError("give both src_mask and tgt_mask, or neither")
-        # the mirrored source has the source's size, hence the same letterbox and content cells
-        sv = sv_m = torch.from_numpy(content_mask(lb_s, grid))
-        tv = torch.from_numpy(content_mask(lb_t, grid))
-        mutual = src_mask is None  # maskless: mutual nearest neighbours; masked: the foreground
-        if src_mask is not None:
-            src_fg = np.asarray(src_mask)
-            sv_m = sv & mask_to_grid(src_fg[:, ::-1], lb_s, grid)
-            sv = sv & mask_to_grid(src_fg, lb_s, grid)
-            tv = tv & mask_to_grid(tgt_mask, lb_t, grid)
-        d_plain = instance_distance(ds, dt, sv.to(ds.device), tv.to(ds.device), mutual)
-        d_flip = instance_distance(dm, dt_m, sv_m.to(ds.device), tv.to(ds.device), mutual)
+        d_plain, d_flip = self._flip_distances(ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask)
         flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
         replaced = np.zeros(n, dtype=bool)
         plain = result["keypoints1"].copy()
         if flipped:
-            queries = flipped_queries(pts, perm, fs.width)
             vis = ~np.isnan(pts).any(axis=1)
             use = vis & vis[perm]
             aligned = np.full_like(pts, np.nan)
             conf_a = np.full(n, np.nan)
             if use.any():
-                aligned[use], conf_a[use] = self._transfer(dm, dt_m, fm, ft, queries[use])
+                lb_s = Letterbox(fs.width, fs.height, self.frame)
+                if self.mirror == "letterbox":
+                    queries = mirror_in_letterbox(
+                        lb_s.to_letterbox(pts[perm][use], arithmetic=self.arithmetic),
+                        self.frame,
+                        arithmetic=self.arithmetic,
+                    )
+                else:
+                    queries = lb_s.to_letterbox(
+                        flipped_queries(pts, perm, fs.width)[use], arithmetic=self.arithmetic
+                    )
+                aligned[use], conf_a[use] = self._transfer_letterbox(dm, dt_m, ft, queries)
             result["keypoints1"], replaced = replace_where_aligned(
                 result["keypoints1"], aligned, vis, perm, tgt_visible
             )
@@ -359,6 +433,36 @@ class Matcher:
         }
         return result
 
+    def _flip_distances(self, ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask):
+        """Instance matching distances of the plain and the mirrored source to the target."""
+        grid = ds.shape[-1]
+        lb_s = Letterbox(fs.width, fs.height, self.frame)
+        lb_t = Letterbox(ft.width, ft.height, self.frame)
+        if self.flip_distance == "reference":
+            if src_mask is None:
+                return reference_mutual_distance(ds, dt), reference_mutual_distance(dm, dt_m)
+            src_fg = np.asarray(src_mask)
+            m_s = letterbox_mask(src_fg, lb_s)
+            m_m = letterbox_mask(np.ascontiguousarray(src_fg[:, ::-1]), lb_s)
+            m_t = letterbox_mask(tgt_mask, lb_t)
+            return (
+                reference_masked_distance(ds, dt, m_s, m_t),
+                reference_masked_distance(dm, dt_m, m_m, m_t),
+            )
+        # ours: content cells only (the mirrored source has the source's letterbox), masks pooled
+        sv = sv_m = torch.from_numpy(content_mask(lb_s, grid))
+        tv = torch.from_numpy(content_mask(lb_t, grid))
+        mutual = src_mask is None  # maskless: mutual nearest neighbours; masked: the foreground
+        if src_mask is not None:
+            src_fg = np.asarray(src_mask)
+            sv_m = sv & mask_to_grid(src_fg[:, ::-1], lb_s, grid)
+            sv = sv & mask_to_grid(src_fg, lb_s, grid)
+            tv = tv & mask_to_grid(tgt_mask, lb_t, grid)
+        dev = ds.device
+        d_plain = instance_distance(ds, dt, sv.to(dev), tv.to(dev), mutual)
+        d_flip = instance_distance(dm, dt_m, sv_m.to(dev), tv.to(dev), mutual)
+        return d_plain, d_flip
+
     def dense(self, src: ImageLike, tgt: ImageLike, category: str | None = None) -> dict[str, Any]:
         """Flow for every source grid cell.
 
@@ -371,12 +475,18 @@ class Matcher:
         ds, dt = self.descriptors(fs, ft)
         g = ds.shape[-1]
         coords, conf = dense_match(
-            ds, dt, self.method, self.window, self.temperature, self._target_mask(ft, g)
+            ds,
+            dt,
+            self.method,
+            self.window,
+            self.temperature,
+            self._target_mask(ft, g),
+            window_mode=self.window_mode,
         )
         lb_s = Letterbox(fs.width, fs.height, self.frame)
         lb_t = Letterbox(ft.width, ft.height, self.frame)
         flow = lb_t.from_letterbox(
-            grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g)
+            grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g, self.centre_shift)
         )
         if self.exclude_padding:
             flow = clip_to_image(flow, ft.width, ft.height)

@@ -35,17 +35,19 @@ def test_flipped_query_is_the_mirrored_twin():
     assert q.tolist() == [[69.0, 6.0], [89.0, 5.0], [79.0, 9.0]]
 
 
-def test_replacement_only_where_i_twin_and_target_are_visible():
-    plain = np.zeros((4, 2))
-    aligned = np.ones((4, 2))
-    perm = np.array([1, 0, 3, 2])
-    src_vis = np.array([True, True, True, False])  # 3 invisible: 2's twin missing
-    tgt_vis = np.array([True, False, True, True])
+def test_replacement_needs_i_and_its_twin_visible_in_source_and_target():
+    # GeoAware-SC's vis_flip: i's prediction is replaced only when i AND its twin perm[i] are
+    # visible in both images (keypoint 0's twin 1 is missing in the target: 0 keeps its match)
+    plain = np.zeros((6, 2))
+    aligned = np.ones((6, 2))
+    perm = np.array([1, 0, 3, 2, 5, 4])
+    src_vis = np.array([True, True, True, False, True, True])  # 3 invisible: 2's twin missing
+    tgt_vis = np.array([True, False, True, True, True, True])
     out, used = replace_where_aligned(plain, aligned, src_vis, perm, tgt_vis)
-    assert used.tolist() == [True, False, False, False]
-    assert out[:, 0].tolist() == [1, 0, 0, 0]
+    assert used.tolist() == [False, False, False, False, True, True]
+    assert out[:, 0].tolist() == [0, 0, 0, 0, 1, 1]
     _, used = replace_where_aligned(plain, aligned, src_vis, perm)
-    assert used.tolist() == [True, True, False, False]
+    assert used.tolist() == [True, True, False, False, True, True]
 
 
 def test_instance_distance_prefers_the_matching_layout():

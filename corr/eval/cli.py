@@ -3,6 +3,8 @@
 Examples::
 
     python -m corr.eval spair --root data/SPair-71k --fuse 0.5
+    python -m corr.eval spair --root data/SPair-71k --protocol geoaware --flip   # GeoAware-SC parity
+    python -m corr.eval spair --root data/SPair-71k --protocol sd-dino           # sd-dino parity
     python -m corr.eval spair --root data/SPair-71k --flip --matcher softargmax
     python -m corr.eval ap10k --root data/AP-10K --ap10k-subset cross-species
     python -m corr.eval spair --root ../shared/data/minireal/SPair-71k \\
@@ -19,6 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..protocols import PROTOCOLS as _PROTOCOLS
+
+PROTOCOL_NAMES = tuple(_PROTOCOLS)
 DATASETS = ("spair", "pfpascal", "ap10k")
 DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
 SD_OPTION_FLAGS = {
@@ -70,34 +75,68 @@ def build_parser() -> argparse.ArgumentParser:
         "--geo-groups",
         help="keypoint twin-group table (JSON) for the geometry-aware subset (default: the data set's)",
     )
-    m = p.add_argument_group("matching")
-    m.add_argument(
-        "--fuse",
-        type=float,
-        default=0.5,
-        help="alpha: weight of SD features (1 = SD only, 0 = DINO only)",
+    m = p.add_argument_group(
+        "matching",
+        "Every option below defaults to the --protocol's value (docs/protocol.md lists them); "
+        "giving one overrides that knob alone, and the run records which knobs were overridden.",
     )
     m.add_argument(
-        "--matcher",
-        default="softargmax",
-        choices=("softargmax", "nn"),
-        help="window soft-argmax or nearest neighbour",
+        "--protocol",
+        default="corr",
+        choices=tuple(PROTOCOL_NAMES),
+        help="set every knob of a reference at once: corr (ours), sd-dino (Junyi42/sd-dino "
+        "@b85df18), geoaware (Junyi42/GeoAware-SC @99fd6b6, zero-shot)",
     )
-    m.add_argument("--window", type=int, default=5, help="soft-argmax window radius in grid cells")
-    m.add_argument("--temperature", type=float, default=0.02, help="soft-argmax temperature beta")
     m.add_argument(
-        "--pca-dim", type=int, default=256, help="co-PCA dimension per SD layer (0 disables)"
+        "--fuse", type=float, help="alpha: weight of SD features (1 = SD only, 0 = DINO only)"
     )
+    m.add_argument(
+        "--matcher", choices=("softargmax", "nn"), help="window soft-argmax or nearest neighbour"
+    )
+    m.add_argument("--window", type=int, help="soft-argmax window radius in grid cells")
+    m.add_argument("--temperature", type=float, help="soft-argmax temperature beta")
+    m.add_argument(
+        "--window-mode",
+        choices=("exclude", "zero"),
+        help="soft-argmax outside the window: exclude the cells, or zero them (GeoAware-SC)",
+    )
+    m.add_argument("--pca-dim", type=int, help="co-PCA dimension per SD layer (0 disables)")
+    m.add_argument("--pca-method", choices=("eigh", "lowrank"), help="co-PCA solver")
     m.add_argument(
         "--fusion",
-        default="copca",
         choices=("copca", "concat"),
         help="SD+DINO co-PCA, or GeoAware's raw concatenation",
     )
     m.add_argument(
         "--keep-padding",
         action="store_true",
-        help="allow matches into the letterbox padding (the reference's behaviour)",
+        default=None,
+        help="allow matches into the letterbox padding (the references' behaviour)",
+    )
+    m.add_argument(
+        "--arithmetic",
+        choices=("exact", "float32"),
+        help="keypoint -> cell arithmetic: exact, or the references' float32",
+    )
+    m.add_argument(
+        "--centre-shift",
+        type=float,
+        help="added to a matched cell's centre in the frame (sd-dino: -0.5, i.e. 14p + 6.5)",
+    )
+    m.add_argument(
+        "--mirror",
+        choices=("pixel", "letterbox"),
+        help="flip queries: x' = W - 1 - x in the image, or x' = T - x in the letterbox frame",
+    )
+    m.add_argument(
+        "--flip-distance",
+        choices=("corr", "reference"),
+        help="flip decision distance: ours (content cells), or GeoAware-SC's (all cells)",
+    )
+    m.add_argument(
+        "--tables",
+        choices=("ids", "geoaware"),
+        help="keypoint tables as written (ids), or renumbered as GeoAware-SC's evaluation does",
     )
     m.add_argument(
         "--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)"
@@ -209,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: unexpected argument {args.folder!r}", file=sys.stderr)
             return 2
         from ..pipeline import Matcher
+        from ..protocols import get_protocol
 
+        protocol = get_protocol(args.protocol)
         specs = extractor_specs(args)
         root = args.root or DEFAULT_ROOTS[args.dataset]
         opts = EvalOptions(
@@ -222,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flip=args.flip,
             flip_table=args.flip_table,
             geo_groups=args.geo_groups,
+            tables_rule=args.tables or protocol.eval["tables"],
         )
         # fail on data problems before loading any model
         from .runner import load_records, tables_for
@@ -233,14 +275,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "WARNING: --no-pretrained: random weights; these scores are meaningless",
                 file=sys.stderr,
             )
+        knobs = {
+            "fuse": args.fuse,
+            "method": args.matcher,
+            "window": args.window,
+            "temperature": args.temperature,
+            "window_mode": args.window_mode,
+            "pca_method": args.pca_method,
+            "fusion": args.fusion,
+            "exclude_padding": None if args.keep_padding is None else not args.keep_padding,
+            "arithmetic": args.arithmetic,
+            "centre_shift": args.centre_shift,
+            "mirror": args.mirror,
+            "flip_distance": args.flip_distance,
+        }
+        if args.pca_dim is not None:
+            knobs["pca_dim"] = args.pca_dim or None
         matcher_kwargs = dict(
-            fuse=args.fuse,
-            method=args.matcher,
-            window=args.window,
-            temperature=args.temperature,
-            pca_dim=args.pca_dim or None,
-            fusion=args.fusion,
-            exclude_padding=not args.keep_padding,
+            protocol=protocol.name,
+            **{k: v for k, v in knobs.items() if v is not None},
             pretrained=not args.no_pretrained,
             extractor_options=extractor_options(args, specs),
             dtype=args.dtype,
@@ -257,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     opts.subset,
                     opts.flip,
                     opts.flip_table,
+                    opts.tables_rule,
                     specs,
                     {k: v for k, v in matcher_kwargs.items() if k != "device"},
                 ],
@@ -275,7 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         matcher = Matcher(specs, cache_dir=args.cache_dir or Path(out) / "cache", **matcher_kwargs)
         print(
-            f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with {', '.join(specs)} -> {out}",
+            f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with "
+            f"{', '.join(specs)}, protocol {protocol.name}"
+            + (
+                f" (overridden: {', '.join(sorted(matcher.overrides))})"
+                if matcher.overrides
+                else ""
+            )
+            + f" -> {out}",
             file=sys.stderr,
         )
         run_eval(opts, matcher, out, progress=not args.no_progress)

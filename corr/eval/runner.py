@@ -19,7 +19,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ from tqdm import tqdm
 
 from ..datasets import PairRecord, check_images, load_pairs
 from ..io import atomic_write_json
-from ..keypoint_tables import default_tables, flip_permutation, load_groups
+from ..keypoint_tables import (
+    BUNDLED,
+    default_tables,
+    flip_permutation,
+    load_groups,
+    reference_groups,
+)
 from ..metrics import ALPHAS, evaluate, format_table, write_csv
 
 PRED_FILE = "predictions.jsonl"
@@ -52,6 +58,7 @@ class EvalOptions:
     flip: bool = False
     flip_table: str | None = None
     geo_groups: str | None = None
+    tables_rule: str = "ids"  # "ids" (tables as written) | "geoaware" (the reference's renumbering)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +120,61 @@ def tables_for(opts: EvalOptions, table_categories: Sequence[str]) -> Tables:
                 "pass --flip-table FILE (e.g. the data set's flip.json)"
             )
     return Tables(geo, geo_src, flip, flip_src, note)
+
+
+TABLE_RULES = ("ids", "geoaware")
+
+
+def apply_tables_rule(
+    records: Sequence[PairRecord], tables: Tables, rule: str
+) -> tuple[list[PairRecord], Tables]:
+    """Records and tables as the evaluation uses them under ``rule``.
+
+    ``"ids"`` returns both unchanged. ``"geoaware"`` gives every category (SPair class, AP-10K
+    species / family / ``all``, as GeoAware-SC iterates them) its own tables, converted by
+    :func:`corr.keypoint_tables.reference_groups` with the ids visible in at least one image of
+    that category's pairs, and keys each record by its category. The conversion reproduces how
+    the reference reads *its own* tables (the bundled ones); a table given by file is used as
+    written, and a note says so.
+    """
+    if rule not in TABLE_RULES:
+        raise ValueError(f"tables rule must be one of {TABLE_RULES}, got {rule!r}")
+    bundled = {
+        "geo": tables.geo is not None and tables.geo_source in BUNDLED,
+        "flip": tables.flip is not None and tables.flip_source in BUNDLED,
+    }
+    if rule == "ids" or not any(bundled.values()):
+        if rule == "geoaware" and (tables.geo is not None or tables.flip is not None):
+            note = (
+                "tables rule 'geoaware' renumbers only the bundled reference tables; "
+                f"{tables.geo_source or tables.flip_source!r} was used as written"
+            )
+            tables = replace(tables, note="; ".join(filter(None, [tables.note, note])))
+        return list(records), tables
+    used: dict[str, np.ndarray] = {}
+    table_of: dict[str, str] = {}
+    for r in records:
+        vis = r.src_vis | r.tgt_vis
+        used[r.category] = vis if r.category not in used else used[r.category] | vis
+        table_of[r.category] = r.table_category
+
+    def convert(table: dict | None, kind: str) -> dict | None:
+        if table is None:
+            return None
+        return {
+            cat: reference_groups(table[table_of[cat]], np.flatnonzero(ids).tolist(), kind)
+            for cat, ids in used.items()
+            if table_of[cat] in table
+        }
+
+    out = Tables(
+        convert(tables.geo, "geo"),
+        tables.geo_source,
+        convert(tables.flip, "flip"),
+        tables.flip_source,
+        tables.note,
+    )
+    return [replace(r, table_category=r.category) for r in records], out
 
 
 # ---------------------------------------------------------------------------------- store
@@ -256,7 +318,9 @@ def run_eval(
             "Fix the data, or pass --skip-bad to record them as skipped in the results."
         )
     bad_ids = {s["pair_id"] for s in skipped}
-    todo_records = [r for r in records if r.pair_id not in bad_ids]
+    todo_records, tables = apply_tables_rule(
+        [r for r in records if r.pair_id not in bad_ids], tables, opts.tables_rule
+    )
 
     store = PredictionStore(out / PRED_FILE)
     todo = [r for r in todo_records if r.pair_id not in store.entries]
@@ -424,11 +488,13 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         flip=run.get("flip", False),
         flip_table=run.get("flip_table"),
         geo_groups=run.get("geo_groups"),
+        tables_rule=run.get("tables_rule", "ids"),
     )
     store = PredictionStore(out / PRED_FILE)
     listed = [r for r in load_records(opts) if r.pair_id in store.entries]
+    tables = tables_for(opts, sorted({r.table_category for r in listed}))
+    listed, tables = apply_tables_rule(listed, tables, opts.tables_rule)
     records = [r for r in listed if "pred" in store.entries[r.pair_id]]
-    tables = tables_for(opts, sorted({r.table_category for r in records}))
     previous = (
         json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     )

@@ -1,0 +1,161 @@
+"""Evaluation protocols: every knob of a reference implementation, set by one name.
+
+``corr`` is our default; ``sd-dino`` and ``geoaware`` reproduce Junyi42/sd-dino @b85df18 and
+Junyi42/GeoAware-SC @99fd6b6 (zero-shot). docs/protocol.md lists each knob, its value under each
+protocol and why ``corr`` differs. A protocol is data: :data:`PROTOCOLS` maps a name to a
+:class:`Protocol`, and :func:`get_protocol` looks one up.
+
+Knob groups:
+
+- ``matcher``: keyword arguments of :class:`corr.Matcher` (fusion, matching, padding, the
+  arithmetic of keypoint -> cell, the cell centre, the mirror convention and the flip decision);
+- ``sd`` / ``dino``: options given to the SD and DINOv2 extractor factories (``sd15``, ``sd21``,
+  ``sd``, ``dinov2_*``; tiny test models and custom extractors keep their own);
+- ``resample``: the PIL filter of every extractor's letterbox resize;
+- ``eval``: how the evaluation reads the keypoint tables and which pairs it takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "MATCHER_KNOBS"]
+
+#: Matcher keyword arguments that a protocol sets (and a user may override one by one).
+MATCHER_KNOBS = (
+    "fuse",
+    "method",
+    "window",
+    "temperature",
+    "window_mode",
+    "pca_dim",
+    "pca_method",
+    "fusion",
+    "exclude_padding",
+    "arithmetic",
+    "centre_shift",
+    "mirror",
+    "flip_distance",
+)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One named set of knobs (see the module docstring and docs/protocol.md)."""
+
+    name: str
+    description: str
+    matcher: dict[str, Any]
+    sd: dict[str, Any] = field(default_factory=dict)
+    dino: dict[str, Any] = field(default_factory=dict)
+    resample: str = "lanczos"
+    eval: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every knob, as JSON data (recorded in a run's config and results)."""
+        return {
+            "name": self.name,
+            "matcher": dict(self.matcher),
+            "sd": dict(self.sd),
+            "dino": dict(self.dino),
+            "resample": self.resample,
+            "eval": dict(self.eval),
+        }
+
+
+_CORR = Protocol(
+    name="corr",
+    description="our default: single 960 px SD pass, exact co-PCA, window soft-argmax that "
+    "excludes cells outside the window, no matches into padding, exact keypoint arithmetic",
+    matcher={
+        "fuse": 0.5,
+        "method": "softargmax",
+        "window": 5,
+        "temperature": 0.02,
+        "window_mode": "exclude",
+        "pca_dim": 256,
+        "pca_method": "eigh",
+        "fusion": "copca",
+        "exclude_padding": True,
+        "arithmetic": "exact",
+        "centre_shift": 0.0,
+        "mirror": "pixel",
+        "flip_distance": "corr",
+    },
+    sd={"timestep": 100, "tiled": False, "freeu": False, "seed": 42, "input_size": 960},
+    dino={"input_size": 840},
+    eval={"tables": "ids", "pair_sampling": "all"},
+)
+
+_SD_DINO = Protocol(
+    name="sd-dino",
+    description="Junyi42/sd-dino @b85df18 (pck_spair_pascal.py defaults, all test pairs): co-PCA "
+    "256 per SD layer with torch.pca_lowrank, nearest neighbour, cell centre 14p + 6.5, "
+    "four tiled 512 px SD passes at t = 100, matches into padding allowed",
+    matcher={
+        "fuse": 0.5,
+        "method": "nn",
+        "window": 5,
+        "temperature": 0.02,
+        "window_mode": "zero",
+        "pca_dim": 256,
+        "pca_method": "lowrank",
+        "fusion": "copca",
+        "exclude_padding": False,
+        "arithmetic": "float32",
+        "centre_shift": -0.5,
+        # sd-dino has no pose alignment; --flip uses GeoAware-SC's rules
+        "mirror": "letterbox",
+        "flip_distance": "reference",
+    },
+    sd={"timestep": 100, "tiled": True, "freeu": False, "seed": 42, "input_size": 960},
+    dino={"input_size": 840},
+    eval={"tables": "geoaware", "pair_sampling": "all"},
+)
+
+_GEOAWARE = Protocol(
+    name="geoaware",
+    description="Junyi42/GeoAware-SC @99fd6b6, zero-shot (configs/eval_zero_shot_spair.yaml): "
+    "raw [L8|L5|L2|DINO] concatenation with one-step upsampling, window soft-argmax (radius 5, "
+    "beta 0.02) with zeroed similarities outside the window, tiled SD at t = 50 with GeoAware's "
+    "FreeU, reference flip rules and keypoint-table renumbering",
+    matcher={
+        "fuse": 0.5,
+        "method": "softargmax",
+        "window": 5,
+        "temperature": 0.02,
+        "window_mode": "zero",
+        "pca_dim": None,
+        "pca_method": "eigh",
+        "fusion": "concat",
+        "exclude_padding": False,
+        "arithmetic": "float32",
+        "centre_shift": 0.0,
+        "mirror": "letterbox",
+        "flip_distance": "reference",
+    },
+    sd={"timestep": 50, "tiled": True, "freeu": "geoaware", "seed": 42, "input_size": 960},
+    dino={"input_size": 840},
+    eval={"tables": "geoaware", "pair_sampling": "all"},
+)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (_CORR, _SD_DINO, _GEOAWARE)}
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """The protocol called ``name`` (a :class:`Protocol` passes through)."""
+    if isinstance(name, Protocol):
+        return name
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def extractor_knobs(protocol: Protocol, spec: str) -> dict[str, Any]:
+    """The factory options a protocol gives the extractor registered as ``spec``."""
+    if spec in ("sd15", "sd21", "sd"):
+        return dict(protocol.sd)
+    if spec.startswith("dinov2_"):
+        return dict(protocol.dino)
+    return {}
