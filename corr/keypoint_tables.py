@@ -3,9 +3,12 @@
 A table is a JSON object ``{category: [entry, ...]}``; an entry is a list of keypoint ids (a
 group) or a bare id (a singleton). Ids are 0-based keypoint indices of the category (SPair-71k:
 the keys of ``kps``; AP-10K: the 17 COCO keypoints, one category ``"all"``). An id a table does
-not mention is a singleton. Bundled tables (``corr/tables/*.json``, the published GeoAware-SC
-values, quirks included): ``spair_geo_groups``, ``spair_flip``, ``ap10k_geo_groups``,
-``ap10k_flip``.
+not mention is a singleton. Bundled tables (``corr/tables/*.json``): ``spair_geo_groups``,
+``ap10k_geo_groups`` and ``ap10k_flip`` are GeoAware-SC's values as published (they are written in
+data ids); ``spair_flip`` is GeoAware-SC's flip list *in SPair ids*, i.e. the list its
+evaluation effectively applies (``SPAIR_FLIP_TRN``: bus ids past the unused 8 and 9 shifted by
+2, bicycle's last id 13), while ``spair_flip_geoaware`` is its ``SPAIR_FLIP`` verbatim, which the
+reference reads as positions among the used keypoints (see :func:`reference_groups`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ __all__ = [
     "default_tables",
     "table_path",
     "reference_groups",
+    "REFERENCE_VERBATIM",
 ]
 
-BUNDLED = ("spair_geo_groups", "spair_flip", "ap10k_geo_groups", "ap10k_flip")
+BUNDLED = (
+    "spair_geo_groups",
+    "spair_flip",
+    "spair_flip_geoaware",
+    "ap10k_geo_groups",
+    "ap10k_flip",
+)
+#: the verbatim reference table behind a bundled table, where the two differ
+REFERENCE_VERBATIM = {"spair_flip": "spair_flip_geoaware"}
 _TABLE_DIR = Path(__file__).resolve().parent / "tables"
 
 Groups = dict[str, list[list[int]]]

@@ -30,6 +30,7 @@ from ..datasets import PairRecord, check_images, load_pairs
 from ..io import atomic_write_json
 from ..keypoint_tables import (
     BUNDLED,
+    REFERENCE_VERBATIM,
     default_tables,
     flip_permutation,
     load_groups,
@@ -139,17 +140,7 @@ def apply_tables_rule(
     """
     if rule not in TABLE_RULES:
         raise ValueError(f"tables rule must be one of {TABLE_RULES}, got {rule!r}")
-    bundled = {
-        "geo": tables.geo is not None and tables.geo_source in BUNDLED,
-        "flip": tables.flip is not None and tables.flip_source in BUNDLED,
-    }
-    if rule == "ids" or not any(bundled.values()):
-        if rule == "geoaware" and (tables.geo is not None or tables.flip is not None):
-            note = (
-                "tables rule 'geoaware' renumbers only the bundled reference tables; "
-                f"{tables.geo_source or tables.flip_source!r} was used as written"
-            )
-            tables = replace(tables, note="; ".join(filter(None, [tables.note, note])))
+    if rule == "ids" or (tables.geo is None and tables.flip is None):
         return list(records), tables
     used: dict[str, np.ndarray] = {}
     table_of: dict[str, str] = {}
@@ -157,22 +148,32 @@ def apply_tables_rule(
         vis = r.src_vis | r.tgt_vis
         used[r.category] = vis if r.category not in used else used[r.category] | vis
         table_of[r.category] = r.table_category
+    as_written: list[str] = []
 
-    def convert(table: dict | None, kind: str) -> dict | None:
+    def convert(table: dict | None, source: str | None, kind: str) -> dict | None:
         if table is None:
             return None
+        if source not in BUNDLED:  # a table given by file: as written, keyed by category
+            as_written.append(str(source))
+            return {c: table[t] for c, t in table_of.items() if t in table}
+        if source in REFERENCE_VERBATIM:
+            table = load_groups(REFERENCE_VERBATIM[source])
         return {
-            cat: reference_groups(table[table_of[cat]], np.flatnonzero(ids).tolist(), kind)
-            for cat, ids in used.items()
-            if table_of[cat] in table
+            c: reference_groups(table[t], np.flatnonzero(used[c]).tolist(), kind)
+            for c, t in table_of.items()
+            if t in table
         }
 
+    geo = convert(tables.geo, tables.geo_source, "geo")
+    flip = convert(tables.flip, tables.flip_source, "flip")
+    notes = [tables.note]
+    if as_written:
+        notes.append(
+            "tables rule 'geoaware' renumbers only the bundled reference tables; "
+            f"{' and '.join(sorted(set(as_written)))} used as written"
+        )
     out = Tables(
-        convert(tables.geo, "geo"),
-        tables.geo_source,
-        convert(tables.flip, "flip"),
-        tables.flip_source,
-        tables.note,
+        geo, tables.geo_source, flip, tables.flip_source, "; ".join(filter(None, notes)) or None
     )
     return [replace(r, table_category=r.category) for r in records], out
 
