@@ -1,4 +1,4 @@
-"""Keypoint group tables: geometry-aware groups (REFERENCE §7) and flip lists (§6).
+"""Keypoint group tables: geometry-aware groups (docs/protocol.md §7) and flip lists (§6).
 
 A table is a JSON object ``{category: [entry, ...]}``; an entry is a list of keypoint ids (a
 group) or a bare id (a singleton). Ids are 0-based keypoint indices of the category (SPair-71k:

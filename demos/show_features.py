@@ -15,7 +15,7 @@ every cell of that image, with the best match (the matcher's prediction) marked 
 
 How the colours are made
     The descriptors come from :meth:`corr.Matcher.descriptors`, which fits the co-PCA of the
-    SD layers on a *pair* of images (REFERENCE.md §4). With two images that is the pair itself.
+    SD layers on a *pair* of images (docs/protocol.md §4). With two images that is the pair itself.
     With more, each image ``k`` is fused together with the first image (pair ``(0, k)``); the
     first image's descriptors are those of pair ``(0, 1)``. Caveat: the SD half of image ``k``
     then lives in the co-PCA basis of its own pair, so for three or more images the colours of

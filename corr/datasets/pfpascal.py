@@ -1,4 +1,4 @@
-"""PF-Pascal loader (REFERENCE §8).
+"""PF-Pascal loader (docs/protocol.md §8).
 
 Layout: ``{split}_pairs_pf_pascal.csv`` with columns ``source_image, target_image, class, XA, YA,
 XB, YB`` (the coordinate columns are ``;``-separated lists, one point per entry; image paths are

@@ -52,7 +52,7 @@ class PairRecord:
 
     ``category``: SPair-71k / PF-Pascal class name; AP-10K: the species for the intra-species
     subset, the family for cross-species, ``"all"`` for cross-family (as in GeoAware-SC).
-    ``pck_size`` is ``T_ref`` in target pixels (REFERENCE §7). ``table_category`` is the key
+    ``pck_size`` is ``T_ref`` in target pixels (docs/protocol.md §7). ``table_category`` is the key
     into the geo-group / flip tables (``"all"`` for AP-10K, the category otherwise).
     Records compare by identity (``eq=False``) because they hold arrays.
     """

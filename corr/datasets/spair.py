@@ -1,4 +1,4 @@
-"""SPair-71k loader (REFERENCE §8).
+"""SPair-71k loader (docs/protocol.md §8).
 
 Layout under ``root``::
 

@@ -1,4 +1,4 @@
-"""DINOv2 token features (REFERENCE.md section 3).
+"""DINOv2 token features (docs/protocol.md §3).
 
 The descriptor is the **token output of the last block before the final LayerNorm**, class and
 register tokens dropped, as a ``(B, C, T/14, T/14)`` map (768 x 60 x 60 for ViT-B/14 at 840 px).

@@ -1,4 +1,4 @@
-"""PCK evaluation (REFERENCE §7): per-image and per-keypoint averages, geometry-aware subset.
+"""PCK evaluation (docs/protocol.md §7): per-image and per-keypoint averages, geometry-aware subset.
 
 A predicted target keypoint is correct iff ``||pred - gt|| < alpha * T_ref`` (strict ``<``), in
 target original pixels, counted only for keypoints visible in both images (``record.mutual``).
