@@ -110,6 +110,63 @@ class Letterbox:
         return out
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """DIFT's frame: the ``width x height`` image resized to a ``size x size`` square, aspect not
+    kept (no padding). Same interface as :class:`Letterbox`; ``x -> x * T / W``, ``y -> y * T / H``."""
+
+    width: int
+    height: int
+    size: int
+
+    def __post_init__(self) -> None:
+        Letterbox(self.width, self.height, self.size)  # the same size checks
+
+    new_size = property(lambda self: (self.size, self.size))
+    offset = property(lambda self: (0, 0))
+    content_box = property(lambda self: (0, 0, self.size, self.size))
+
+    def to_letterbox(self, points: np.ndarray, arithmetic: str = "exact") -> np.ndarray:
+        """Original-pixel points ``(N, 2)`` -> frame points ``(N, 2)``."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if arithmetic not in ("exact", "float32"):
+            raise ValueError(f"arithmetic must be 'exact' or 'float32', got {arithmetic!r}")
+        out = pts * self.size / np.array([self.width, self.height], dtype=np.float64)
+        return out.astype(np.float32).astype(np.float64) if arithmetic == "float32" else out
+
+    def from_letterbox(self, points: np.ndarray) -> np.ndarray:
+        """Frame points ``(N, 2)`` -> original-pixel points ``(N, 2)``."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return pts * np.array([self.width, self.height], dtype=np.float64) / self.size
+
+    def apply(self, image: np.ndarray, resample: str = "lanczos") -> np.ndarray:
+        """Resize an ``(H, W, 3)`` uint8 RGB image to ``(T, T, 3)``."""
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"image is {image.shape[1]}x{image.shape[0]} but the frame was made for "
+                f"{self.width}x{self.height}"
+            )
+        if resample not in RESAMPLE:
+            raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
+        return np.asarray(
+            Image.fromarray(image).resize((self.size, self.size), resample=RESAMPLE[resample])
+        )
+
+
+RESIZE_MODES = ("letterbox", "stretch")
+
+
+def make_frame(
+    width: int, height: int, size: int, resize: str = "letterbox"
+) -> Letterbox | Stretch:
+    """The frame a model sees: ``"letterbox"`` (aspect kept, zero padding) or ``"stretch"``."""
+    if resize == "letterbox":
+        return Letterbox(width, height, size)
+    if resize == "stretch":
+        return Stretch(width, height, size)
+    raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+
+
 def letterbox_to_grid(points: np.ndarray, size: int, grid: int) -> np.ndarray:
     """Letterbox-frame points -> continuous grid coordinates (cell ``p`` spans ``[p, p+1)``),
     computed as ``x * grid / size`` (multiply first)."""

@@ -9,10 +9,11 @@ stays bounded by ``chunk * g * g`` similarities whatever the grid size.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .fusion import l2_normalize
 
-METHODS = ("nn", "softargmax")
+METHODS = ("nn", "softargmax", "pixel")
 WINDOW_MODES = ("exclude", "zero")
 
 
@@ -58,8 +59,8 @@ def match_points(
         ``(N, 2)`` float target grid coordinates and ``(N,)`` confidence = the cosine similarity
         of the best target cell.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ("nn", "softargmax"):
+        raise ValueError(f"match_points: method must be 'nn' or 'softargmax', got {method!r}")
     if window_mode not in WINDOW_MODES:
         raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
     if method == "softargmax" and (window < 0 or temperature <= 0):
@@ -137,6 +138,60 @@ def dense_match(
         src, tgt, cells, method, window, temperature, target_mask, chunk, window_mode
     )
     return coords.reshape(hs, ws, 2), conf.reshape(hs, ws)
+
+
+def _upsample(desc: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(desc[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def pixel_match(
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    points: torch.Tensor,
+    src_size: tuple[int, int],
+    tgt_size: tuple[int, int],
+    channel_chunk: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DIFT's matching: both feature maps upsampled (bilinear) to their image's pixels, the
+    source vector read at each integer source pixel, the most cosine-similar target pixel.
+
+    Args:
+        src, tgt: ``(D, hs, ws)`` / ``(D, ht, wt)`` feature maps covering the whole image.
+        points: ``(N, 2)`` integer source pixels ``(x, y)``.
+        src_size, tgt_size: ``(W, H)`` of the original images.
+        channel_chunk: channels upsampled at a time; memory is ``O(chunk * H * W)``.
+
+    Returns ``(N, 2)`` target pixels ``(x, y)`` (float, integral) and ``(N,)`` cosine similarity.
+    Upsampling is linear, so ``q . up(F) = up(q . F)``: only the target's norm map needs the
+    upsampled channels, accumulated chunk by chunk.
+    """
+    (ws, hs), (wt, ht) = src_size, tgt_size
+    pts = torch.as_tensor(points, device=src.device).long().reshape(-1, 2)
+    if pts.numel() and (
+        (pts[:, 0] < 0).any()
+        or (pts[:, 0] >= ws).any()
+        or (pts[:, 1] < 0).any()
+        or (pts[:, 1] >= hs).any()
+    ):
+        raise ValueError(f"pixel_match: source points must lie on the {ws}x{hs} image's pixels")
+    d = src.shape[0]
+    q = torch.empty(pts.shape[0], d, device=src.device, dtype=torch.float32)
+    norm2 = torch.zeros(ht, wt, device=tgt.device, dtype=torch.float32)
+    for c in range(0, d, channel_chunk):
+        up_s = _upsample(src[c : c + channel_chunk].float(), (hs, ws))
+        q[:, c : c + channel_chunk] = up_s[:, pts[:, 1], pts[:, 0]].T
+        norm2 += _upsample(tgt[c : c + channel_chunk].float(), (ht, wt)).square().sum(0)
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    coords, sims = [], []
+    for start in range(0, q.shape[0], 16):
+        maps = torch.einsum("nd,dhw->nhw", q[start : start + 16], tgt.float())
+        cos = _upsample(maps, (ht, wt)) / norm2.sqrt().clamp_min(1e-12)
+        best, arg = cos.reshape(cos.shape[0], -1).max(dim=1)
+        coords.append(torch.stack([arg % wt, arg // wt], dim=1).float())
+        sims.append(best)
+    if not coords:
+        return torch.zeros(0, 2, device=src.device), torch.zeros(0, device=src.device)
+    return torch.cat(coords), torch.cat(sims)
 
 
 def nearest_neighbours(

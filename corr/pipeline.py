@@ -30,9 +30,16 @@ from .alignment import (
 from .cache import FeatureCache, image_key
 from .extractors import Extractor, create_extractor
 from .fusion import build_descriptors, fusion_weights
-from .geometry import Letterbox, clip_to_image, content_mask, grid_cells, grid_to_letterbox
+from .geometry import (
+    RESIZE_MODES,
+    clip_to_image,
+    content_mask,
+    grid_cells,
+    grid_to_letterbox,
+    make_frame,
+)
 from .io import ImageLike, load_image
-from .matching import METHODS, WINDOW_MODES, dense_match, match_points
+from .matching import METHODS, WINDOW_MODES, dense_match, match_points, pixel_match
 from .protocols import Protocol, extractor_knobs, get_protocol
 
 #: Named extractor combinations; the first is the default.
@@ -96,7 +103,7 @@ class Matcher:
 
     def __init__(
         self,
-        extractors: str | Sequence[str | Extractor] = "sd-dino",
+        extractors: str | Sequence[str | Extractor] | None = None,
         *,
         protocol: str | Protocol = "corr",
         fuse: float | None = None,
@@ -113,6 +120,7 @@ class Matcher:
         centre_shift: float | None = None,
         mirror: str | None = None,
         flip_distance: str | None = None,
+        resize: str | None = None,
         pretrained: bool = True,
         extractor_options: dict[str, dict[str, Any]] | None = None,
         dtype: str | torch.dtype | None = None,
@@ -122,6 +130,8 @@ class Matcher:
         seed: int = 0,
     ) -> None:
         self.protocol = get_protocol(protocol)
+        if extractors is None:
+            extractors = list(self.protocol.extractors)
         given = {
             "fuse": fuse,
             "method": method,
@@ -136,6 +146,7 @@ class Matcher:
             "centre_shift": centre_shift,
             "mirror": mirror,
             "flip_distance": flip_distance,
+            "resize": resize,
         }
         knobs = dict(self.protocol.matcher)
         self.overrides: dict[str, Any] = {}
@@ -191,6 +202,7 @@ class Matcher:
         self.centre_shift = float(knobs["centre_shift"])
         self.mirror = knobs["mirror"]
         self.flip_distance = knobs["flip_distance"]
+        self.resize = knobs["resize"]
         self.seed = seed
         self.cache = FeatureCache(cache_dir, memory_items=memory_cache)
         # validate the matching options now rather than at the first pair
@@ -201,6 +213,7 @@ class Matcher:
         _check_choice("arithmetic", self.arithmetic, ("exact", "float32"))
         _check_choice("mirror", self.mirror, ("pixel", "letterbox"))
         _check_choice("flip_distance", self.flip_distance, ("corr", "reference"))
+        _check_choice("resize", self.resize, RESIZE_MODES)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -228,6 +241,7 @@ class Matcher:
             "centre_shift": self.centre_shift,
             "mirror": self.mirror,
             "flip_distance": self.flip_distance,
+            "resize": self.resize,
             "frame": self.frame,
         }
 
@@ -249,9 +263,11 @@ class Matcher:
         maps_all = []
         for ext in self.extractors:
             cfg = self._extractor_config(ext, category)
+            if self.resize != "letterbox":
+                cfg["resize"] = self.resize  # letterbox entries keep their keys
             maps = self.cache.get(key, cfg)
             if maps is None:
-                lb = Letterbox(w, h, ext.input_size)
+                lb = make_frame(w, h, ext.input_size, self.resize)
                 boxed = lb.apply(arr, resample=ext.resample)
                 pixels = torch.from_numpy(boxed).permute(2, 0, 1)[None].float().div(255.0)
                 out = ext(pixels.to(ext.device), category=category)
@@ -280,22 +296,35 @@ class Matcher:
         )
 
     # ------------------------------------------------------------------ matching
+    def _frame(self, f: ImageFeatures):
+        """The matching frame of an image (letterbox or stretch, side :attr:`frame`)."""
+        return make_frame(f.width, f.height, self.frame, self.resize)
+
     def _target_mask(self, tgt: ImageFeatures, grid: int) -> torch.Tensor | None:
         if not self.exclude_padding:
             return None
-        return torch.from_numpy(content_mask(Letterbox(tgt.width, tgt.height, self.frame), grid))
+        return torch.from_numpy(content_mask(self._frame(tgt), grid))
 
     def _transfer(self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points: np.ndarray):
         """Original source pixels -> matched original target pixels and confidences."""
-        lb_s = Letterbox(src.width, src.height, self.frame)
+        lb_s = self._frame(src)
         return self._transfer_letterbox(
-            ds, dt, tgt, lb_s.to_letterbox(points, arithmetic=self.arithmetic)
+            ds, dt, src, tgt, lb_s.to_letterbox(points, arithmetic=self.arithmetic)
         )
 
-    def _transfer_letterbox(self, ds, dt, tgt: ImageFeatures, points_lb: np.ndarray):
-        """Source points in the letterbox frame -> original target pixels and confidences."""
+    def _transfer_letterbox(
+        self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points_lb: np.ndarray
+    ):
+        """Source points in the matching frame -> original target pixels and confidences."""
+        if self.method == "pixel":  # DIFT: on the original pixels of both images
+            px = np.floor(self._frame(src).from_letterbox(points_lb) + 1e-6)
+            px = clip_to_image(px, src.width, src.height)
+            coords, conf = pixel_match(
+                ds, dt, torch.from_numpy(px), (src.width, src.height), (tgt.width, tgt.height)
+            )
+            return coords.cpu().numpy().astype(np.float64), conf.cpu().numpy().astype(np.float64)
         grid = ds.shape[-1]
-        lb_t = Letterbox(tgt.width, tgt.height, self.frame)
+        lb_t = self._frame(tgt)
         cells = grid_cells(points_lb, self.frame, grid, arithmetic=self.arithmetic)
         coords, conf = match_points(
             ds,
@@ -407,7 +436,7 @@ class Matcher:
             aligned = np.full_like(pts, np.nan)
             conf_a = np.full(n, np.nan)
             if use.any():
-                lb_s = Letterbox(fs.width, fs.height, self.frame)
+                lb_s = self._frame(fs)
                 if self.mirror == "letterbox":
                     queries = mirror_in_letterbox(
                         lb_s.to_letterbox(pts[perm][use], arithmetic=self.arithmetic),
@@ -418,7 +447,7 @@ class Matcher:
                     queries = lb_s.to_letterbox(
                         flipped_queries(pts, perm, fs.width)[use], arithmetic=self.arithmetic
                     )
-                aligned[use], conf_a[use] = self._transfer_letterbox(dm, dt_m, ft, queries)
+                aligned[use], conf_a[use] = self._transfer_letterbox(dm, dt_m, fm, ft, queries)
             result["keypoints1"], replaced = replace_where_aligned(
                 result["keypoints1"], aligned, vis, perm, tgt_visible
             )
@@ -436,8 +465,8 @@ class Matcher:
     def _flip_distances(self, ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask):
         """Instance matching distances of the plain and the mirrored source to the target."""
         grid = ds.shape[-1]
-        lb_s = Letterbox(fs.width, fs.height, self.frame)
-        lb_t = Letterbox(ft.width, ft.height, self.frame)
+        lb_s = self._frame(fs)
+        lb_t = self._frame(ft)
         if self.flip_distance == "reference":
             if src_mask is None:
                 return reference_mutual_distance(ds, dt), reference_mutual_distance(dm, dt_m)
@@ -470,6 +499,11 @@ class Matcher:
         source cell; ``points0`` ``(g, g, 2)``: the source cell centres in original source pixels;
         ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: source cell lies on image content.
         """
+        if self.method == "pixel":
+            raise ValueError(
+                "dense() matches grid cells: use method 'nn' or 'softargmax' (the 'pixel' "
+                "method matches given points at the images' own resolution)"
+            )
         fs = self.features(src, category, name="src")
         ft = self.features(tgt, category, name="tgt")
         ds, dt = self.descriptors(fs, ft)
@@ -483,8 +517,8 @@ class Matcher:
             self._target_mask(ft, g),
             window_mode=self.window_mode,
         )
-        lb_s = Letterbox(fs.width, fs.height, self.frame)
-        lb_t = Letterbox(ft.width, ft.height, self.frame)
+        lb_s = self._frame(fs)
+        lb_t = self._frame(ft)
         flow = lb_t.from_letterbox(
             grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g, self.centre_shift)
         )
@@ -503,7 +537,7 @@ class Matcher:
 
     # ------------------------------------------------------------------ helpers
     def _grid_points(self, fs: ImageFeatures, grid: int) -> np.ndarray:
-        lb = Letterbox(fs.width, fs.height, self.frame)
+        lb = self._frame(fs)
         valid = content_mask(lb, grid)
         yy, xx = np.nonzero(valid)
         pts = lb.from_letterbox(grid_to_letterbox(np.stack([xx, yy], 1), self.frame, grid))

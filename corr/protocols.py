@@ -1,7 +1,7 @@
 """Evaluation protocols: every knob of a reference implementation, set by one name.
 
-``corr`` is our default; ``sd-dino`` and ``geoaware`` reproduce Junyi42/sd-dino @b85df18 and
-Junyi42/GeoAware-SC @99fd6b6 (zero-shot). docs/protocol.md lists each knob, its value under each
+``corr`` is our default; ``sd-dino``, ``geoaware`` and ``dift`` reproduce Junyi42/sd-dino @b85df18,
+Junyi42/GeoAware-SC @99fd6b6 (zero-shot) and Tsingularity/dift @9421eb2 (SPair evaluation). docs/protocol.md lists each knob, its value under each
 protocol and why ``corr`` differs. A protocol is data: :data:`PROTOCOLS` maps a name to a
 :class:`Protocol`, and :func:`get_protocol` looks one up.
 
@@ -37,6 +37,7 @@ MATCHER_KNOBS = (
     "centre_shift",
     "mirror",
     "flip_distance",
+    "resize",
 )
 
 
@@ -51,6 +52,7 @@ class Protocol:
     dino: dict[str, Any] = field(default_factory=dict)
     resample: str = "lanczos"
     eval: dict[str, Any] = field(default_factory=dict)
+    extractors: tuple[str, ...] = ("sd15", "dinov2_vitb14")
 
     def as_dict(self) -> dict[str, Any]:
         """Every knob, as JSON data (recorded in a run's config and results)."""
@@ -61,6 +63,7 @@ class Protocol:
             "dino": dict(self.dino),
             "resample": self.resample,
             "eval": dict(self.eval),
+            "extractors": list(self.extractors),
         }
 
 
@@ -82,10 +85,11 @@ _CORR = Protocol(
         "centre_shift": 0.0,
         "mirror": "pixel",
         "flip_distance": "corr",
+        "resize": "letterbox",
     },
     sd={"timestep": 100, "tiled": False, "freeu": False, "seed": 42, "input_size": 960},
     dino={"input_size": 840},
-    eval={"tables": "ids", "pair_sampling": "all"},
+    eval={"tables": "ids", "pair_sampling": "all", "pck": "<"},
 )
 
 _SD_DINO = Protocol(
@@ -108,10 +112,11 @@ _SD_DINO = Protocol(
         # sd-dino has no pose alignment; --flip uses GeoAware-SC's rules
         "mirror": "letterbox",
         "flip_distance": "reference",
+        "resize": "letterbox",
     },
     sd={"timestep": 100, "tiled": True, "freeu": False, "seed": 42, "input_size": 960},
     dino={"input_size": 840},
-    eval={"tables": "geoaware", "pair_sampling": "all"},
+    eval={"tables": "geoaware", "pair_sampling": "all", "pck": "<"},
 )
 
 _GEOAWARE = Protocol(
@@ -134,13 +139,52 @@ _GEOAWARE = Protocol(
         "centre_shift": 0.0,
         "mirror": "letterbox",
         "flip_distance": "reference",
+        "resize": "letterbox",
     },
     sd={"timestep": 50, "tiled": True, "freeu": "geoaware", "seed": 42, "input_size": 960},
     dino={"input_size": 840},
-    eval={"tables": "geoaware", "pair_sampling": "all"},
+    eval={"tables": "geoaware", "pair_sampling": "all", "pck": "<"},
 )
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (_CORR, _SD_DINO, _GEOAWARE)}
+_DIFT = Protocol(
+    name="dift",
+    description="Tsingularity/dift @9421eb2 (eval_spair.py defaults): SD 2.1 alone, image "
+    "stretched to 768 x 768, output of up-block 1 (layer 6) at t = 261, 8 noise draws with "
+    "posterior samples averaged, prompt 'a photo of a {category}', features upsampled to each "
+    "image's pixels and matched pixel to pixel, PCK with <=",
+    matcher={
+        "fuse": 1.0,
+        "method": "pixel",
+        "window": 5,
+        "temperature": 0.02,
+        "window_mode": "exclude",
+        "pca_dim": None,
+        "pca_method": "eigh",
+        "fusion": "copca",
+        "exclude_padding": False,
+        "arithmetic": "exact",
+        "centre_shift": 0.0,
+        "mirror": "pixel",
+        "flip_distance": "corr",
+        "resize": "stretch",
+    },
+    sd={
+        "timestep": 261,
+        "ensemble": 8,
+        "layers": (6,),
+        "input_size": 768,
+        "prompt": "a photo of a {category}",
+        "latent": "sample",
+        "tiled": False,
+        "freeu": False,
+        "seed": 42,
+    },
+    resample="bicubic",
+    eval={"tables": "ids", "pair_sampling": "all", "pck": "<="},
+    extractors=("sd21",),
+)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (_CORR, _SD_DINO, _GEOAWARE, _DIFT)}
 
 
 def get_protocol(name: str | Protocol) -> Protocol:

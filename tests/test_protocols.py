@@ -16,7 +16,9 @@ TINY = ["sd-tiny", "dinov2-tiny"]
 def test_every_protocol_sets_every_matcher_knob():
     for p in PROTOCOLS.values():
         assert set(p.matcher) == set(MATCHER_KNOBS), p.name
-        assert p.eval["tables"] in ("ids", "geoaware") and p.resample == "lanczos"
+        assert p.eval["tables"] in ("ids", "geoaware") and p.eval["pck"] in ("<", "<=")
+        # both SD+DINO references resize with LANCZOS; DIFT with PIL's default resize (bicubic)
+        assert p.resample == ("bicubic" if p.name == "dift" else "lanczos")
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="corr",
         choices=tuple(PROTOCOL_NAMES),
         help="set every knob of a reference at once: corr (ours), sd-dino (Junyi42/sd-dino "
-        "@b85df18), geoaware (Junyi42/GeoAware-SC @99fd6b6, zero-shot)",
+        "@b85df18), geoaware (Junyi42/GeoAware-SC @99fd6b6, zero-shot), dift "
+        "(Tsingularity/dift @9421eb2; SD 2.1 alone unless --extractor/--sd-model say otherwise)",
     )
     m.add_argument(
         "--fuse", type=float, help="alpha: weight of SD features (1 = SD only, 0 = DINO only)"
@@ -139,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keypoint tables as written (ids), or renumbered as GeoAware-SC's evaluation does",
     )
     m.add_argument(
+        "--resize",
+        choices=("letterbox", "stretch"),
+        help="model input: letterboxed (aspect kept) or stretched to the square (DIFT)",
+    )
+    m.add_argument("--pck", choices=("<", "<="), help="PCK comparison: strict, or DIFT's <=")
+    m.add_argument(
         "--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)"
     )
     m.add_argument("--flip-table", help="left/right flip table (JSON) (default: the data set's)")
@@ -150,12 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="registered name, preset (sd-dino, sd, dino, tiny) or 'module:factory'; repeat to fuse several "
         "(replaces --sd-model/--dino)",
     )
-    e.add_argument("--sd-model", default="sd15", help="sd15, sd21, or a diffusers folder / hub id")
+    e.add_argument(
+        "--sd-model",
+        help="sd15, sd21, or a diffusers folder / hub id (default: the protocol's; sd15 for corr)",
+    )
     e.add_argument(
         "--dino",
-        default="vitb14",
         choices=("vits14", "vitb14", "vitl14", "vitg14"),
-        help="DINOv2 size",
+        help="DINOv2 size (default vitb14)",
     )
     e.add_argument("--registers", action="store_true", help="DINOv2 with registers")
     e.add_argument("--timestep", type=int, help="SD timestep t (default 100)")
@@ -195,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def extractor_specs(args: argparse.Namespace) -> list[str]:
+def extractor_specs(args: argparse.Namespace, protocol_extractors: Sequence[str] = ()) -> list[str]:
+    """The extractors of a run: ``--extractor``, else ``--sd-model``/``--dino``, else the protocol's."""
     from ..pipeline import PRESETS
 
     if args.extractor:
@@ -203,8 +213,11 @@ def extractor_specs(args: argparse.Namespace) -> list[str]:
         for name in args.extractor:
             specs.extend(PRESETS.get(name, (name,)))
         return specs
-    sd = args.sd_model if args.sd_model in ("sd15", "sd21") else "sd"
-    dino = f"dinov2_{args.dino}" + ("_reg" if args.registers else "")
+    if args.sd_model is None and args.dino is None and not args.registers and protocol_extractors:
+        return list(protocol_extractors)
+    sd_model = args.sd_model or "sd15"
+    sd = sd_model if sd_model in ("sd15", "sd21") else "sd"
+    dino = f"dinov2_{args.dino or 'vitb14'}" + ("_reg" if args.registers else "")
     return [sd, dino]
 
 
@@ -251,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..protocols import get_protocol
 
         protocol = get_protocol(args.protocol)
-        specs = extractor_specs(args)
+        specs = extractor_specs(args, protocol.extractors)
         root = args.root or DEFAULT_ROOTS[args.dataset]
         opts = EvalOptions(
             dataset=args.dataset,
@@ -264,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flip_table=args.flip_table,
             geo_groups=args.geo_groups,
             tables_rule=args.tables or protocol.eval["tables"],
+            pck=args.pck or protocol.eval["pck"],
         )
         # fail on data problems before loading any model
         from .runner import load_records, tables_for
@@ -288,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "centre_shift": args.centre_shift,
             "mirror": args.mirror,
             "flip_distance": args.flip_distance,
+            "resize": args.resize,
         }
         if args.pca_dim is not None:
             knobs["pca_dim"] = args.pca_dim or None
@@ -311,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     opts.flip,
                     opts.flip_table,
                     opts.tables_rule,
+                    opts.pck,
                     specs,
                     {k: v for k, v in matcher_kwargs.items() if k != "device"},
                 ],

@@ -60,6 +60,7 @@ class EvalOptions:
     flip_table: str | None = None
     geo_groups: str | None = None
     tables_rule: str = "ids"  # "ids" (tables as written) | "geoaware" (the reference's renumbering)
+    pck: str = "<"  # "<" (strict) | "<=" (DIFT)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -420,6 +421,9 @@ def score_run(
         raise ValueError(
             f"{len(missing)} pairs have no prediction yet (first: {missing[0]}); run the evaluation to finish them"
         )
+    if opts.pck not in ("<", "<="):
+        raise ValueError(f"pck must be '<' or '<=', got {opts.pck!r}")
+    inclusive = opts.pck == "<="
     preds = [_array(entries[r.pair_id]["pred"]) for r in records]
     out: dict[str, Any] = {
         "dataset": opts.dataset,
@@ -427,7 +431,12 @@ def score_run(
         "subset": opts.subset,
         "n_pairs": len(records),
         "metric": {
-            "pck": "a prediction is correct if ||pred - gt|| < alpha * T_ref (strict), over keypoints visible in both images",
+            "pck": (
+                "a prediction is correct if ||pred - gt|| / T_ref <= alpha (inclusive, DIFT)"
+                if inclusive
+                else "a prediction is correct if ||pred - gt|| < alpha * T_ref (strict)"
+            )
+            + ", over keypoints visible in both images",
             "T_ref": T_REF[opts.dataset],
             "alphas": list(alphas),
             "per_image": "PCK of each pair, averaged over pairs (overall = mean over all pairs)",
@@ -435,12 +444,14 @@ def score_run(
             "frame": "distances in original target-image pixels",
             "geo_groups": tables.geo_source,
         },
-        "results": evaluate(records, preds, alphas, geo_groups=tables.geo),
+        "results": evaluate(records, preds, alphas, geo_groups=tables.geo, inclusive=inclusive),
         "notes": [tables.note] if tables.note else [],
     }
     if opts.flip:
         plain = [_array(entries[r.pair_id]["flip"]["pred_plain"]) for r in records]
-        out["results_without_alignment"] = evaluate(records, plain, alphas, geo_groups=tables.geo)
+        out["results_without_alignment"] = evaluate(
+            records, plain, alphas, geo_groups=tables.geo, inclusive=inclusive
+        )
         per_cat: dict[str, dict] = {}
         for r in records:
             c = per_cat.setdefault(r.category, {"n_pairs": 0, "n_flipped": 0})
@@ -490,6 +501,7 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         flip_table=run.get("flip_table"),
         geo_groups=run.get("geo_groups"),
         tables_rule=run.get("tables_rule", "ids"),
+        pck=run.get("pck", "<"),
     )
     store = PredictionStore(out / PRED_FILE)
     listed = [r for r in load_records(opts) if r.pair_id in store.entries]

@@ -171,8 +171,12 @@ def evaluate(
     predictions: Sequence[np.ndarray],
     alphas: Sequence[float],
     geo_groups: dict[str, list[list[int]]] | None = None,
+    inclusive: bool = False,
 ) -> dict[str, Any]:
     """PCK of ``predictions`` (one (K, 2) array per record, target original pixels).
+
+    ``inclusive=True`` counts ``||pred - gt|| / T_ref <= alpha`` as correct (DIFT's rule)
+    instead of the strict ``||pred - gt|| < alpha * T_ref``.
 
     ``geo_groups`` is a table from :func:`corr.keypoint_tables.load_groups`; every record's
     ``table_category`` must be in it. Raises ValueError on a length mismatch, a wrong prediction
@@ -200,7 +204,7 @@ def evaluate(
                 f"pair {rec.pair_id}: invalid T_ref (pck_size={rec.pck_size}); "
                 "check the target image / box"
             )
-        ok = dist[mutual][None, :] < a * rec.pck_size  # (n_alpha, n_mutual)
+        ok = _correct(dist[mutual], a, rec.pck_size, inclusive)  # (n_alpha, n_mutual)
         geo_ok = None
         if with_geo:
             if rec.table_category not in geo_groups:
@@ -209,24 +213,35 @@ def evaluate(
                     f"table (it has {sorted(geo_groups)[:5]}...)"
                 )
             geo = _geo_mask(rec, geo_groups[rec.table_category], cache)
-            geo_ok = dist[geo][None, :] < a * rec.pck_size
+            geo_ok = _correct(dist[geo], a, rec.pck_size, inclusive)
         acc = per_cat.setdefault(rec.category, _Acc(len(alphas)))
         acc.add(ok, geo_ok)
         overall.add(ok, geo_ok)
     dataset = records[0].dataset if records else ""
     datasets = {r.dataset for r in records}
     t_ref = T_REF.get(dataset, "record.pck_size") if len(datasets) <= 1 else "record.pck_size"
+    rule = (
+        "||pred - gt|| / T_ref <= alpha (inclusive)"
+        if inclusive
+        else ("||pred - gt|| < alpha * T_ref (strict)")
+    )
     return {
         "dataset": dataset if len(datasets) <= 1 else "mixed",
         "alphas": keys,
         "definition": (
-            f"PCK@alpha: ||pred - gt|| < alpha * T_ref (strict), T_ref = {t_ref}, over "
+            f"PCK@alpha: {rule}, T_ref = {t_ref}, over "
             "keypoints visible in both images; values are fractions in [0, 1]; per image = mean "
             "over pairs of each pair's PCK, per keypoint = all correct / all evaluated"
         ),
         "categories": {c: per_cat[c].block(keys, with_geo) for c in sorted(per_cat)},
         "overall": overall.block(keys, with_geo),
     }
+
+
+def _correct(dist: np.ndarray, alphas: np.ndarray, size: float, inclusive: bool) -> np.ndarray:
+    if inclusive:
+        return dist[None, :] / size <= alphas
+    return dist[None, :] < alphas * size
 
 
 def _rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
