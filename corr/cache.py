@@ -3,14 +3,21 @@
 Layout on disk: ``{root}/{config_key}/config.json`` (the extractor configuration the key stands
 for) and ``{root}/{config_key}/{image_key[:2]}/{image_key}.safetensors`` holding that image's
 feature maps in fp16. Files are written atomically, so an interrupted run never leaves a
-half-written entry, and a later run reuses everything already computed. A small in-memory LRU
-avoids re-reading images used by consecutive pairs.
+half-written entry, and a later run reuses everything already computed. An in-memory LRU
+(bounded by entries and, optionally, by bytes) avoids re-reading images used by nearby pairs.
+
+**Path index** (``{root}/paths/{k[:2]}/{k}.json``, ``k`` a hash of a file's absolute path,
+size, modification time and whether it is mirrored): the image key and size of a file already
+decoded once, so that cached images are recognised without decoding them again. Entries are
+written atomically; a changed file (size or mtime) simply misses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -36,15 +43,84 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class FeatureCache:
-    """Feature maps per (image, extractor configuration); on disk when ``root`` is given."""
+def path_key(path: str | os.PathLike, mirrored: bool = False) -> str | None:
+    """Hash of a file's absolute path, size, mtime and mirror flag (None if it is not a file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    text = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{int(bool(mirrored))}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def __init__(self, root: str | Path | None = None, memory_items: int = 4) -> None:
+
+class FeatureCache:
+    """Feature maps per (image, extractor configuration); on disk when ``root`` is given.
+
+    ``memory_items`` / ``memory_bytes`` bound the in-memory LRU (fp16 maps); ``put`` may be
+    called from a writer thread while the main thread reads.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        memory_items: int = 4,
+        memory_bytes: int | None = None,
+    ) -> None:
         self.root = Path(root) if root is not None else None
         self.memory_items = max(0, int(memory_items))
+        self.memory_bytes = None if memory_bytes is None else max(0, int(memory_bytes))
         self._memory: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.RLock()
+        self._paths: dict[str, tuple[str, int, int]] = {}
         self.hits = 0
         self.misses = 0
+
+    # ---- path index ---------------------------------------------------------------------------
+    def lookup_path(
+        self, path: str | os.PathLike, mirrored: bool = False
+    ) -> tuple[str, int, int] | None:
+        """``(image key, width, height)`` of a file decoded before (same size and mtime), or None."""
+        pk = path_key(path, mirrored)
+        if pk is None:
+            return None
+        with self._lock:
+            if pk in self._paths:
+                return self._paths[pk]
+        if self.root is None:
+            return None
+        f = self.root / "paths" / pk[:2] / f"{pk}.json"
+        try:
+            data = json.loads(f.read_text())
+            found = (str(data["key"]), int(data["width"]), int(data["height"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        with self._lock:
+            self._paths[pk] = found
+        return found
+
+    def remember_path(
+        self, path: str | os.PathLike, mirrored: bool, key: str, width: int, height: int
+    ) -> None:
+        """Record that ``path`` (mirrored or not) decodes to the image ``key`` of that size."""
+        pk = path_key(path, mirrored)
+        if pk is None:
+            return
+        with self._lock:
+            known = self._paths.get(pk)
+            self._paths[pk] = (key, int(width), int(height))
+        if self.root is not None and known is None:
+            f = self.root / "paths" / pk[:2] / f"{pk}.json"
+            if not f.exists():
+                atomic_write_json(f, {"key": key, "width": int(width), "height": int(height)})
+
+    def has(self, ikey: str, config: dict[str, Any]) -> bool:
+        """Whether the maps of (image, config) are cached, without loading them."""
+        ckey = config_key(config)
+        with self._lock:
+            if (ckey, ikey) in self._memory:
+                return True
+        return self.root is not None and self._path(ckey, ikey).is_file()
 
     def _path(self, ckey: str, ikey: str) -> Path:
         assert self.root is not None
@@ -53,11 +129,12 @@ class FeatureCache:
     def get(self, ikey: str, config: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """The cached maps ``{name: (C, h, w) float32}`` or None."""
         ckey = config_key(config)
-        maps = self._memory.get((ckey, ikey))
-        if maps is not None:
-            self._memory.move_to_end((ckey, ikey))
-            self.hits += 1
-            return {k: v.float() for k, v in maps.items()}
+        with self._lock:
+            maps = self._memory.get((ckey, ikey))
+            if maps is not None:
+                self._memory.move_to_end((ckey, ikey))
+                self.hits += 1
+                return {k: v.float() for k, v in maps.items()}
         if self.root is not None:
             path = self._path(ckey, ikey)
             if path.is_file():
@@ -66,17 +143,20 @@ class FeatureCache:
                 except Exception:  # a corrupt entry is recomputed, never trusted
                     maps = None
                 if maps is not None:
-                    self._remember((ckey, ikey), maps)
-                    self.hits += 1
+                    with self._lock:
+                        self._remember((ckey, ikey), maps)
+                        self.hits += 1
                     return {k: v.float() for k, v in maps.items()}
-        self.misses += 1
+        with self._lock:
+            self.misses += 1
         return None
 
     def put(self, ikey: str, config: dict[str, Any], maps: dict[str, torch.Tensor]) -> None:
         """Store ``{name: (C, h, w)}`` maps as fp16."""
         ckey = config_key(config)
         half = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in maps.items()}
-        self._remember((ckey, ikey), half)
+        with self._lock:
+            self._remember((ckey, ikey), half)
         if self.root is not None:
             cfg_file = self.root / ckey / "config.json"
             if not cfg_file.exists():
@@ -86,7 +166,18 @@ class FeatureCache:
     def _remember(self, key: tuple[str, str], maps: dict[str, torch.Tensor]) -> None:
         if self.memory_items == 0:
             return
+        if key in self._memory:
+            self._held -= _nbytes(self._memory.pop(key))
         self._memory[key] = maps
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.memory_items:
-            self._memory.popitem(last=False)
+        self._held += _nbytes(maps)
+        while len(self._memory) > self.memory_items or (
+            self.memory_bytes is not None
+            and self._held > self.memory_bytes
+            and len(self._memory) > 1
+        ):
+            _, old = self._memory.popitem(last=False)
+            self._held -= _nbytes(old)
+
+
+def _nbytes(maps: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in maps.values())

@@ -8,6 +8,7 @@ pixels* ``(x, y)``, and ``confidence`` ``(N,)`` (cosine similarity of the matche
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .alignment import (
     replace_where_aligned,
 )
 from .cache import FeatureCache, image_key
+from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, create_extractor
 from .fusion import build_descriptors, fusion_weights
 from .geometry import (
@@ -81,23 +83,38 @@ class Matcher:
     Args:
         extractors: a preset name (``"sd-dino"``, ``"sd"``, ``"dino"``, ``"sd21-dino"``,
             ``"tiny"``), or a sequence of registered names, ``"module:factory"`` specs or
-            :class:`~corr.extractors.Extractor` instances. The *last* extractor defines the
-            output grid (its finest map) and the matching frame (its input size).
+            :class:`~corr.extractors.Extractor` instances (default: the protocol's, SD 1.5 +
+            DINOv2-B for ``corr``). The *last* extractor defines the output grid (its finest
+            map) and the matching frame (its input size).
+        protocol: ``"corr"`` (default), ``"sd-dino"``, ``"geoaware"`` or ``"dift"``: sets every
+            knob below to that reference's value at once (docs/protocol.md §9); a knob given
+            explicitly overrides it and is listed in :meth:`config` under ``overrides``.
         fuse: ``alpha`` for two extractors: weight of the first (SD) group, ``1 - alpha`` of
             the second (DINO); ``1`` is SD alone, ``0`` DINO alone (zero-weight extractors are
             not even run).
         weights: explicit per-extractor fusion weights (overrides ``fuse``).
-        method: ``"softargmax"`` (window soft-argmax, sub-cell) or ``"nn"`` (nearest neighbour).
+        method: ``"softargmax"`` (window soft-argmax, sub-cell), ``"nn"`` (nearest neighbour)
+            or ``"pixel"`` (DIFT: features upsampled to each image's pixels).
         window, temperature: soft-argmax radius ``w`` (cells) and temperature ``beta``.
+        window_mode: ``"exclude"`` the cells outside the window, or ``"zero"`` them (GeoAware).
         pca_dim: co-PCA dimension per reduced map (SD layers); ``None`` disables PCA.
+        pca_method: ``"eigh"`` (exact) or ``"lowrank"`` (``torch.pca_lowrank``, seeded).
         fusion: ``"copca"`` (SD+DINO) or ``"concat"`` (GeoAware's raw concatenation).
         exclude_padding: never match into the target's letterbox padding, and clip predictions
-            to the target image (the reference does neither; see README).
+            to the target image (the references do neither).
+        arithmetic: keypoint -> cell in ``"exact"`` float64 or the references' ``"float32"``.
+        centre_shift: added to a matched cell's centre in the frame (sd-dino: ``-0.5``).
+        mirror: flip queries at ``W - 1 - x`` in the image (``"pixel"``) or ``T - x`` in the
+            letterbox (``"letterbox"``).
+        flip_distance: the flip decision's distance, ours (``"corr"``) or GeoAware's
+            (``"reference"``).
+        resize: model input ``"letterbox"`` (aspect kept) or ``"stretch"`` (DIFT).
         pretrained: load real weights (default). ``False`` builds the architectures with random
             weights, for tests and speed benchmarks only.
         extractor_options: per-name keyword arguments for the factories, e.g.
             ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory.
         cache_dir: folder of the on-disk feature cache (``None``: in memory only).
+        memory_cache, memory_cache_bytes: the in-memory feature LRU, in images and in bytes.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
     """
 
@@ -126,6 +143,7 @@ class Matcher:
         dtype: str | torch.dtype | None = None,
         cache_dir: str | Path | None = None,
         memory_cache: int = 4,
+        memory_cache_bytes: int | None = None,
         device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
@@ -204,7 +222,9 @@ class Matcher:
         self.flip_distance = knobs["flip_distance"]
         self.resize = knobs["resize"]
         self.seed = seed
-        self.cache = FeatureCache(cache_dir, memory_items=memory_cache)
+        self.cache = FeatureCache(
+            cache_dir, memory_items=memory_cache, memory_bytes=memory_cache_bytes
+        )
         # validate the matching options now rather than at the first pair
         _check_choice("method", self.method, METHODS)
         _check_choice("window_mode", self.window_mode, WINDOW_MODES)
@@ -253,18 +273,39 @@ class Matcher:
         return cfg
 
     # ------------------------------------------------------------------ features
+    def _cache_config(self, ext: Extractor, category: str | None) -> dict[str, Any]:
+        cfg = self._extractor_config(ext, category)
+        if self.resize != "letterbox":
+            cfg["resize"] = self.resize  # letterbox entries keep their keys
+        return cfg
+
     def features(
-        self, image: ImageLike | np.ndarray, category: str | None = None, name: str = "image"
+        self,
+        image: ImageLike | np.ndarray,
+        category: str | None = None,
+        name: str = "image",
+        mirrored: bool = False,
     ) -> ImageFeatures:
-        """Feature maps of one image, from the cache when it has them."""
+        """Feature maps of one image (its horizontal mirror with ``mirrored=True``), from the
+        cache when it has them; a file already extracted is not decoded again."""
+        is_path = isinstance(image, (str, os.PathLike))
+        if is_path:
+            found = self.cache.lookup_path(image, mirrored)
+            if found is not None:
+                key, w, h = found
+                cached = [
+                    self.cache.get(key, self._cache_config(e, category)) for e in self.extractors
+                ]
+                if all(m is not None for m in cached):
+                    return ImageFeatures(key, w, h, [self._on_device(m) for m in cached])
         arr = load_image(image, name=name)
+        if mirrored:
+            arr = np.ascontiguousarray(arr[:, ::-1])
         h, w = arr.shape[:2]
         key = image_key(arr)
         maps_all = []
         for ext in self.extractors:
-            cfg = self._extractor_config(ext, category)
-            if self.resize != "letterbox":
-                cfg["resize"] = self.resize  # letterbox entries keep their keys
+            cfg = self._cache_config(ext, category)
             maps = self.cache.get(key, cfg)
             if maps is None:
                 lb = make_frame(w, h, ext.input_size, self.resize)
@@ -275,8 +316,55 @@ class Matcher:
                 # whether an image's features were fresh or cached (e.g. after a resume)
                 maps = {k: v[0].detach().half().float() for k, v in out.items()}
                 self.cache.put(key, cfg, maps)
-            maps_all.append({k: v.to(self.device, torch.float32) for k, v in maps.items()})
+            maps_all.append(self._on_device(maps))
+        if is_path:
+            self.cache.remember_path(image, mirrored, key, w, h)
         return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
+
+    def _on_device(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, torch.float32, non_blocking=True) for k, v in maps.items()}
+
+    def extract(
+        self,
+        images: Sequence[ImageLike | ImageItem],
+        *,
+        categories: Sequence[str | None] | str | None = None,
+        mirrored: bool = False,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        skip_bad: bool = False,
+        progress: bool = True,
+    ) -> ExtractReport:
+        """Extract and cache the features of many images in batches (see :mod:`corr.extraction`).
+
+        ``images``: paths, arrays or :class:`~corr.extraction.ImageItem` (which carry their own
+        category and mirror flag); ``categories`` fills a ``{category}`` prompt (one for all, or
+        one per image); ``mirrored=True`` extracts the mirrored images (flip alignment).
+        ``num_workers`` DataLoader processes decode and letterbox while the models run. Cached
+        images are skipped without being decoded. Returns an :class:`ExtractReport`; later
+        :meth:`match` calls on these images read the cache (give the matcher a ``cache_dir`` and
+        a large enough ``memory_cache`` to keep them).
+        """
+        if categories is None or isinstance(categories, str):
+            categories = [categories] * len(images)
+        if len(categories) != len(images):
+            raise ValueError(f"{len(images)} images but {len(categories)} categories")
+        items = [
+            im if isinstance(im, ImageItem) else ImageItem(im, cat, mirrored)
+            for im, cat in zip(images, categories, strict=True)
+        ]
+        return extract_features(
+            self.extractors,
+            self._cache_config,
+            self.cache,
+            items,
+            device=self.device,
+            resize=self.resize,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            skip_bad=skip_bad,
+            progress=progress,
+        )
 
     def descriptors(
         self, src: ImageFeatures, tgt: ImageFeatures
@@ -371,9 +459,8 @@ class Matcher:
         ``distance_flipped``, ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned
         predictions).
         """
-        src_arr, tgt_arr = load_image(src, "src"), load_image(tgt, "tgt")
         cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
-        fs, ft = self.features(src_arr, cat_s), self.features(tgt_arr, cat_t)
+        fs, ft = self.features(src, cat_s, "src"), self.features(tgt, cat_t, "tgt")
         ds, dt = self.descriptors(fs, ft)
         if points is None:
             if flip:
@@ -393,7 +480,7 @@ class Matcher:
         if flip:
             result = self._align(
                 result,
-                src_arr,
+                src,
                 ft,
                 ds,
                 dt,
@@ -407,7 +494,7 @@ class Matcher:
         return result
 
     def _align(
-        self, result, src_arr, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible
+        self, result, src, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible
     ):
         pts = result["keypoints0"]
         n = len(pts)
@@ -421,8 +508,7 @@ class Matcher:
             perm = perm.astype(np.int64)
         else:
             perm = flip_permutation_from_pairs(flip_pairs, n)
-        mirrored = np.ascontiguousarray(src_arr[:, ::-1])
-        fm = self.features(mirrored, category)
+        fm = self.features(src, category, "src", mirrored=True)
         dm, dt_m = self.descriptors(fm, ft)
         if (src_mask is None) != (tgt_mask is None):
             raise ValueError("give both src_mask and tgt_mask, or neither")
