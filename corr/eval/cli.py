@@ -200,6 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="run folder (default: runs/{dataset}-{split}-{config hash}); re-run to resume"
     )
     o.add_argument("--cache-dir", help="feature cache folder (default: OUT/cache)")
+    t = p.add_argument_group("throughput (these never change the results)")
+    t.add_argument("--batch-size", type=int, default=1, help="images per extraction batch")
+    t.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader processes that decode and letterbox images while the models run",
+    )
+    t.add_argument(
+        "--extract-only",
+        action="store_true",
+        help="fill the feature cache (every image of the selected pairs) and stop",
+    )
+    t.add_argument(
+        "--memory-cache-gb",
+        type=float,
+        default=4.0,
+        help="features kept in memory during the pair stage (fp16; ~13 MB per SD+DINO image)",
+    )
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -263,6 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..pipeline import Matcher
         from ..protocols import get_protocol
 
+        if args.batch_size < 1 or args.num_workers < 0 or args.memory_cache_gb < 0:
+            raise ValueError(
+                f"--batch-size must be >= 1, --num-workers and --memory-cache-gb >= 0 (got "
+                f"{args.batch_size}, {args.num_workers}, {args.memory_cache_gb})"
+            )
         protocol = get_protocol(args.protocol)
         specs = extractor_specs(args, protocol.extractors)
         root = args.root or DEFAULT_ROOTS[args.dataset]
@@ -278,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             geo_groups=args.geo_groups,
             tables_rule=args.tables or protocol.eval["tables"],
             pck=args.pck or protocol.eval["pck"],
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            extract_only=args.extract_only,
+            memory_cache_gb=args.memory_cache_gb,
         )
         # fail on data problems before loading any model
         from .runner import load_records, tables_for

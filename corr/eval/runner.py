@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..datasets import PairRecord, check_images, load_pairs
+from ..extraction import ImageItem
 from ..io import atomic_write_json
 from ..keypoint_tables import (
     BUNDLED,
@@ -61,6 +62,11 @@ class EvalOptions:
     geo_groups: str | None = None
     tables_rule: str = "ids"  # "ids" (tables as written) | "geoaware" (the reference's renumbering)
     pck: str = "<"  # "<" (strict) | "<=" (DIFT)
+    # how, not what: these do not change the results and are not part of the run's identity
+    batch_size: int = 1
+    num_workers: int = 0
+    extract_only: bool = False
+    memory_cache_gb: float = 4.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -274,8 +280,37 @@ def environment() -> dict[str, Any]:
     }
 
 
+_NOT_IDENTITY = (
+    "limit",
+    "skip_bad",
+    "extra",
+    "batch_size",
+    "num_workers",
+    "extract_only",
+    "memory_cache_gb",
+)
+
+
+def image_items(records: Sequence[PairRecord], flip: bool, matcher) -> list[ImageItem]:
+    """The unique images a run needs: every source and target, and the mirrored sources with
+    ``flip``. Categories are kept only when an extractor's features depend on them (a
+    ``{category}`` prompt), so that an image is extracted once."""
+    by_category = any(getattr(e, "uses_category", False) for e in matcher.extractors)
+    items: dict[ImageItem, None] = {}
+    for rec in records:
+        cats = prompt_categories(rec)
+        cat_s, cat_t = cats if isinstance(cats, tuple) else (cats, cats)
+        if not by_category:
+            cat_s = cat_t = None
+        items[ImageItem(str(rec.src_image), cat_s)] = None
+        items[ImageItem(str(rec.tgt_image), cat_t)] = None
+        if flip:
+            items[ImageItem(str(rec.src_image), cat_s, mirrored=True)] = None
+    return list(items)
+
+
 def _run_config(opts: EvalOptions, matcher_config: dict, geo_src, flip_src) -> dict:
-    run = {k: v for k, v in asdict(opts).items() if k not in ("limit", "skip_bad", "extra")}
+    run = {k: v for k, v in asdict(opts).items() if k not in _NOT_IDENTITY}
     run["root"] = str(Path(opts.root).resolve())
     run["geo_groups"] = geo_src
     run["flip_table"] = flip_src if opts.flip else None
@@ -330,6 +365,27 @@ def run_eval(
         log(
             f"resuming: {len(todo_records) - len(todo)} of {len(todo_records)} pairs already done in {out}"
         )
+    # stage 1: every unique image of the pairs still to do, in batches (cached ones skipped)
+    items = image_items(todo if not opts.extract_only else todo_records, opts.flip, matcher)
+    extracted = matcher.extract(
+        items,
+        batch_size=opts.batch_size,
+        num_workers=opts.num_workers,
+        skip_bad=opts.skip_bad,
+        progress=progress,
+    )
+    log(
+        f"features: {extracted.n_images} images, {extracted.cached} already cached, "
+        f"{extracted.computed} extracted in {extracted.seconds:.1f} s"
+        + (f", {len(extracted.bad)} unreadable (skipped)" if extracted.bad else "")
+    )
+    if opts.extract_only:
+        log(f"--extract-only: the features are in {matcher.cache.root}; run without it to match")
+        return {"extraction": extracted.as_dict()}
+    # stage 2: the pairs, category by category, features kept in memory up to the budget
+    matcher.cache.memory_items = max(matcher.cache.memory_items, len(items) * 2 + 8)
+    matcher.cache.memory_bytes = int(opts.memory_cache_gb * 2**30)
+    todo.sort(key=lambda r: r.category)
     t0 = time.perf_counter()
     for rec in tqdm(todo, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
         queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
@@ -367,6 +423,7 @@ def run_eval(
     results["config"] = config
     results["environment"] = environment()
     results["timing"] = {
+        "extraction_this_run": extracted.as_dict(),
         "pairs_computed_this_run": len(todo),
         "seconds_this_run": round(elapsed, 3),
         "seconds_per_pair_this_run": round(elapsed / len(todo), 4) if todo else None,
