@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import Letterbox, mirror_points
-from .matching import mutual_nearest_neighbours, nearest_neighbours
+from .matching import nearest_neighbours
 
 
 def instance_distance(
@@ -43,10 +43,11 @@ def instance_distance(
     b = F.normalize(tgt.reshape(d, -1).T, dim=1)[tgt_valid.reshape(-1)]
     if a.shape[0] == 0 or b.shape[0] == 0:
         return float("nan")
-    _, sim = nearest_neighbours(a, b)
+    ab, sim = nearest_neighbours(a, b)
     dist = torch.sqrt((2.0 - 2.0 * sim).clamp_min(0.0))  # L2 between unit vectors
     if mutual:
-        keep = mutual_nearest_neighbours(a, b)
+        ba, _ = nearest_neighbours(b, a)  # a -> b is known: one more pass, not two
+        keep = ba[ab] == torch.arange(a.shape[0], device=a.device)
         if not bool(keep.any()):
             return float("nan")
         dist = dist[keep]

@@ -12,31 +12,48 @@ import torch.nn.functional as F
 
 
 def co_pca(
-    a: torch.Tensor, b: torch.Tensor, dim: int, seed: int = 0, method: str = "eigh"
+    a: torch.Tensor,
+    b: torch.Tensor,
+    dim: int,
+    seed: int = 0,
+    method: str = "eigh",
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Project two maps ``(C, h, w)`` onto the top ``dim`` principal components of their joint stack.
 
     Rows of both maps are stacked (``h*w + h*w`` rows of ``C``), centred by their joint mean and
     projected onto the leading eigenvectors of the joint covariance. Returns the two projected
     maps ``(dim, h, w)`` (``dim`` is clipped to ``min(C, rows)``). ``method="eigh"`` is exact and
-    deterministic; ``"lowrank"`` uses ``torch.pca_lowrank`` (randomised, as the reference) with a
+    deterministic; ``"lowrank"`` uses ``torch.pca_lowrank`` (randomised, as sd-dino) with a
     fixed ``seed``. The sign of each component is fixed (largest-magnitude loading positive), so
     results do not depend on the eigensolver's sign choice.
+
+    ``dtype`` is the precision of the decomposition, on the maps' device: float32 by default
+    (it keeps the nearest neighbour of every source cell of real features; see
+    ``benchmarks/copca_precision.py``), float64 on request. With fewer rows than channels (SD
+    layer 2 at 960 px: 450 rows of 1280) the ``rows x rows`` Gram matrix is decomposed instead
+    of the ``C x C`` covariance: the same components, cheaper.
     """
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
         raise ValueError(
             f"co_pca needs two (C, h, w) maps with equal C, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
     c = a.shape[0]
-    xa = a.reshape(c, -1).T.double()
-    xb = b.reshape(c, -1).T.double()
+    xa = a.reshape(c, -1).T.to(dtype)
+    xb = b.reshape(c, -1).T.to(dtype)
     x = torch.cat([xa, xb], dim=0)
     x = x - x.mean(dim=0, keepdim=True)
-    k = min(dim, c, x.shape[0])
+    n = x.shape[0]
+    k = min(dim, c, n)
     if method == "eigh":
-        cov = x.T @ x / max(x.shape[0] - 1, 1)
-        _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-        comps = vecs[:, -k:].flip(1)
+        if n < c:  # Gram trick: X X^T = U S U^T, components V = X^T U / sqrt(S)
+            vals, vecs = torch.linalg.eigh(x @ x.T)
+            vals, vecs = vals[-k:].flip(0), vecs[:, -k:].flip(1)
+            comps = (x.T @ vecs) / vals.clamp_min(torch.finfo(dtype).tiny).sqrt()
+        else:
+            cov = x.T @ x / max(n - 1, 1)
+            _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+            comps = vecs[:, -k:].flip(1)
     elif method == "lowrank":
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
@@ -48,7 +65,7 @@ def co_pca(
     else:
         raise ValueError(f"co_pca method must be 'eigh' or 'lowrank', got {method!r}")
     idx = comps.abs().argmax(dim=0)
-    signs = torch.sign(comps[idx, torch.arange(k)])
+    signs = torch.sign(comps[idx, torch.arange(k, device=comps.device)])
     signs[signs == 0] = 1
     comps = comps * signs
     proj = (x @ comps).float()
@@ -143,6 +160,7 @@ def build_descriptors(
     mode: str = "copca",
     pca_method: str = "eigh",
     seed: int = 0,
+    pca_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-extractor feature maps of a pair -> fused ``(D, grid, grid)`` descriptors of both images.
 
@@ -162,7 +180,7 @@ def build_descriptors(
         for name in names:
             a, b = maps_s[name], maps_t[name]
             if mode == "copca" and red and pca_dim:
-                a, b = co_pca(a, b, pca_dim, seed=seed, method=pca_method)
+                a, b = co_pca(a, b, pca_dim, seed=seed, method=pca_method, dtype=pca_dtype)
             ps.append(a)
             pt.append(b)
         one_step = mode == "concat"
