@@ -115,6 +115,9 @@ class Matcher:
             ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory.
         cache_dir: folder of the on-disk feature cache (``None``: in memory only).
         memory_cache, memory_cache_bytes: the in-memory feature LRU, in images and in bytes.
+        compile: run each extractor through ``torch.compile`` (off by default: on this project's
+            CPU it made the tiny test models 1.6-1.7x faster per call after a first call of
+            20 s (DINOv2) and 130 s (SD); measure it on your device before relying on it).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
     """
 
@@ -146,6 +149,7 @@ class Matcher:
         memory_cache_bytes: int | None = None,
         device: str | torch.device | None = None,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         self.protocol = get_protocol(protocol)
         if extractors is None:
@@ -203,7 +207,10 @@ class Matcher:
                     kwargs.setdefault("dtype", dtype)
                 ext = create_extractor(spec, pretrained=pretrained, **kwargs)
                 ext.resample = self.protocol.resample
-            self.extractors.append(ext.to(self.device).eval())
+            ext = ext.to(self.device).eval()
+            if compile:  # same features (to float rounding); pays a compilation per input shape
+                ext.extract = torch.compile(ext.extract)
+            self.extractors.append(ext)
             self.weights.append(w)
         self.specs = [
             s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs

@@ -207,3 +207,15 @@ def test_points_on_the_image_border_are_valid():
     assert np.isfinite(out["keypoints1"]).all()
     with pytest.raises(ValueError, match=r"points\[0\]"):
         m.match(img, img, [[90.5, 10.0]])
+
+
+def test_compiled_extractors_give_the_eager_features():
+    from corr.pipeline import Matcher
+
+    img = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    eager = Matcher(["dinov2-tiny"], pretrained=False).features(img).maps[0]["dino"]
+    compiled = Matcher(["dinov2-tiny"], pretrained=False, compile=True)
+    ext = compiled.extractors[0]
+    assert getattr(ext.extract, "_torchdynamo_orig_callable", None) is not None  # dynamo wrapper
+    got = compiled.features(img).maps[0]["dino"]
+    torch.testing.assert_close(got, eager, rtol=2e-3, atol=2e-3)  # fp16-rounded either way

@@ -191,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     e.add_argument(
+        "--attention",
+        choices=("sdpa", "xformers"),
+        help="SD attention kernels: PyTorch SDPA (default), or xformers (CUDA only, if installed)",
+    )
+    e.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the extractors (a first call per input size compiles; measure first)",
+    )
+    e.add_argument(
         "--no-pretrained",
         action="store_true",
         help="random weights (tests and speed checks only: the scores are meaningless)",
@@ -251,6 +261,8 @@ def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[st
         for flag, key in DINO_OPTION_FLAGS.items()
         if getattr(args, flag) is not None
     }
+    if getattr(args, "attention", None):
+        sd_opts["xformers"] = args.attention == "xformers"
     options: dict[str, dict] = {}
     for spec in specs:
         if spec.startswith("sd"):
@@ -342,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype,
             device=args.device,
         )
+        if args.compile:
+            matcher_kwargs["compile"] = True
         out = args.out
         if out is None:
             ident = json.dumps(
@@ -356,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     opts.tables_rule,
                     opts.pck,
                     specs,
-                    {k: v for k, v in matcher_kwargs.items() if k != "device"},
+                    {k: v for k, v in matcher_kwargs.items() if k not in ("device", "compile")},
                 ],
                 sort_keys=True,
                 default=str,
