@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--seed", type=int, help="SD noise seed (default 42)")
     e.add_argument(
-        "--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype of the models"
+        "--dtype",
+        choices=("fp32", "bf16", "fp16", "float32", "bfloat16", "float16"),
+        help="compute dtype of the networks (features are stored in fp16 either way)",
     )
     e.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     e.add_argument(
@@ -351,7 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{k: v for k, v in knobs.items() if v is not None},
             pretrained=not args.no_pretrained,
             extractor_options=extractor_options(args, specs),
-            dtype=args.dtype,
+            dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(
+                args.dtype, args.dtype
+            ),
             device=args.device,
         )
         if args.compile:
