@@ -21,10 +21,12 @@ _EXPORTS = {
     "list_extractors": "corr.extractors",
     "register_extractor": "corr.extractors",
     "WeightsNotFoundError": "corr.weights",
+    "FeatureStore": "corr.cache",
 }
 
 __all__ = [
     "PRESETS",
+    "FeatureStore",
     "Extractor",
     "Matcher",
     "ModuleExtractor",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cache import FeatureStore
     from .extractors import (
         Extractor,
         ModuleExtractor,

@@ -73,6 +73,7 @@ class FeatureCache:
         self._held = 0
         self._lock = threading.RLock()
         self._paths: dict[str, tuple[str, int, int]] = {}
+        self.write_configs = True  # off on all but one of several processes sharing the cache
         self.hits = 0
         self.misses = 0
 
@@ -158,10 +159,17 @@ class FeatureCache:
         with self._lock:
             self._remember((ckey, ikey), half)
         if self.root is not None:
-            cfg_file = self.root / ckey / "config.json"
-            if not cfg_file.exists():
-                atomic_write_json(cfg_file, config)
+            if self.write_configs:
+                self.write_config(config)
             atomic_write_bytes(self._path(ckey, ikey), save(half))
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``{root}/{config_key}/config.json`` (what the key stands for) if missing."""
+        if self.root is None:
+            return
+        cfg_file = self.root / config_key(config) / "config.json"
+        if not cfg_file.exists():
+            atomic_write_json(cfg_file, config)
 
     def _remember(self, key: tuple[str, str], maps: dict[str, torch.Tensor]) -> None:
         if self.memory_items == 0:
@@ -181,3 +189,82 @@ class FeatureCache:
 
 def _nbytes(maps: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in maps.values())
+
+
+class FeatureStore:
+    """Read back the features written by ``python -m corr.extract`` (or an evaluation's cache).
+
+    The folder is a :class:`FeatureCache`: ``{config_key}/config.json`` says which extractor
+    configuration a key stands for, ``{config_key}/{k[:2]}/{k}.safetensors`` holds one image's
+    fp16 maps ``{name: (C, h, w)}`` (``k`` the SHA-256 of its pixels), ``paths/`` indexes files
+    already decoded, and ``manifest*.jsonl`` (one per process) lists every extracted file:
+    ``{"image": absolute path, "mirrored": bool, "key": k, "width": W, "height": H}``.
+
+    Example::
+
+        store = corr.FeatureStore("features/")
+        store.configs()                      # {config_key: extractor configuration}
+        maps = store.get("photos/cat1.jpg")  # {name: (C, h, w) float32}, one configuration
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"no feature folder at {self.root}: write one with "
+                "`python -m corr.extract --images LIST_OR_FOLDER --out FOLDER`"
+            )
+        self._cache = FeatureCache(self.root, memory_items=0)
+        self._manifest: dict[tuple[str, bool], dict[str, Any]] = {}
+        for f in sorted(self.root.glob("manifest*.jsonl")):
+            for line in f.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                    self._manifest[(e["image"], bool(e["mirrored"]))] = e
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn line of a process that was stopped
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """``{config_key: extractor configuration}`` of every configuration in the folder."""
+        return {
+            p.parent.name: json.loads(p.read_text())
+            for p in sorted(self.root.glob("*/config.json"))
+        }
+
+    def images(self) -> list[dict[str, Any]]:
+        """The manifest entries: which files were extracted, with their key and size."""
+        return list(self._manifest.values())
+
+    def key_of(self, image: str | os.PathLike, mirrored: bool = False) -> tuple[str, int, int]:
+        """``(key, width, height)`` of an extracted file."""
+        entry = self._manifest.get((str(Path(image).resolve()), bool(mirrored)))
+        if entry is not None:
+            return entry["key"], int(entry["width"]), int(entry["height"])
+        found = self._cache.lookup_path(image, mirrored)
+        if found is None:
+            raise KeyError(f"{image}{' (mirrored)' if mirrored else ''} is not in {self.root}")
+        return found
+
+    def get(
+        self,
+        image: str | os.PathLike,
+        mirrored: bool = False,
+        config: str | dict[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The maps ``{name: (C, h, w) float32}`` of an extracted file for one configuration:
+        ``config`` is a key of :meth:`configs` or a configuration (``None``: the only one)."""
+        key = self.key_of(image, mirrored)[0]
+        configs = self.configs()
+        if config is None:
+            if len(configs) != 1:
+                raise ValueError(
+                    f"{self.root} holds {len(configs)} extractor configurations "
+                    f"({', '.join(configs) or 'none'}): pass config= (one of these keys)"
+                )
+            ckey = next(iter(configs))
+        else:
+            ckey = config if isinstance(config, str) else config_key(config)
+        path = self._cache._path(ckey, key)
+        if not path.is_file():
+            raise KeyError(f"{image}: no features of configuration {ckey} in {self.root}")
+        return {k: v.float() for k, v in load_file(str(path)).items()}

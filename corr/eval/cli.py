@@ -149,6 +149,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)"
     )
     m.add_argument("--flip-table", help="left/right flip table (JSON) (default: the data set's)")
+    add_extractor_arguments(p)
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--out", help="run folder (default: runs/{dataset}-{split}-{config hash}); re-run to resume"
+    )
+    o.add_argument("--cache-dir", help="feature cache folder (default: OUT/cache)")
+    t = p.add_argument_group("throughput (these never change the results)")
+    t.add_argument("--batch-size", type=int, default=1, help="images per extraction batch")
+    t.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader processes that decode and letterbox images while the models run",
+    )
+    t.add_argument(
+        "--extract-only",
+        action="store_true",
+        help="fill the feature cache (every image of the selected pairs) and stop",
+    )
+    t.add_argument(
+        "--memory-cache-gb",
+        type=float,
+        default=4.0,
+        help="features kept in memory during the pair stage (fp16; ~13 MB per SD+DINO image)",
+    )
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
+    """The extractor options shared by ``corr.eval`` and ``corr.extract``."""
     e = p.add_argument_group("extractors")
     e.add_argument(
         "--extractor",
@@ -207,32 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="random weights (tests and speed checks only: the scores are meaningless)",
     )
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--out", help="run folder (default: runs/{dataset}-{split}-{config hash}); re-run to resume"
-    )
-    o.add_argument("--cache-dir", help="feature cache folder (default: OUT/cache)")
-    t = p.add_argument_group("throughput (these never change the results)")
-    t.add_argument("--batch-size", type=int, default=1, help="images per extraction batch")
-    t.add_argument(
-        "--num-workers",
-        type=int,
-        default=0,
-        help="DataLoader processes that decode and letterbox images while the models run",
-    )
-    t.add_argument(
-        "--extract-only",
-        action="store_true",
-        help="fill the feature cache (every image of the selected pairs) and stop",
-    )
-    t.add_argument(
-        "--memory-cache-gb",
-        type=float,
-        default=4.0,
-        help="features kept in memory during the pair stage (fp16; ~13 MB per SD+DINO image)",
-    )
-    o.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def extractor_specs(args: argparse.Namespace, protocol_extractors: Sequence[str] = ()) -> list[str]:
@@ -389,8 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(
                     f"--device {args.device}: no CUDA device is available here; use --device cpu"
                 )
+        from ..distributed import context
+
+        ctx = context()  # several processes under torchrun, else one
+        matcher_kwargs["device"] = ctx.device(args.device)
         matcher = Matcher(specs, cache_dir=args.cache_dir or Path(out) / "cache", **matcher_kwargs)
-        print(
+        say = print if ctx.is_main else (lambda *a, **k: None)
+        say(
             f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with "
             f"{', '.join(specs)}, protocol {protocol.name}"
             + (
@@ -401,7 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             + f" -> {out}",
             file=sys.stderr,
         )
-        run_eval(opts, matcher, out, progress=not args.no_progress)
+        if ctx.active:
+            say(f"{ctx.world} processes: each takes a shard of the images, then of the pairs")
+        run_eval(
+            opts, matcher, out, progress=not args.no_progress and ctx.is_main, log=say, ctx=ctx
+        )
+        ctx.close()
         return 0
     except (
         BadPairsError,

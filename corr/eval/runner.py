@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..datasets import PairRecord, check_images, load_pairs
+from ..distributed import DistContext, shard
 from ..extraction import ImageItem
 from ..io import atomic_write_json
 from ..keypoint_tables import (
@@ -187,29 +188,49 @@ def apply_tables_rule(
 
 # ---------------------------------------------------------------------------------- store
 class PredictionStore:
-    """Append-only JSONL of finished pairs, safe to resume after an interruption."""
+    """The finished pairs of a run: one JSON line per pair, appended and fsync'd pair by pair.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    One process appends to ``predictions.jsonl``; under torchrun rank ``r`` appends to
+    ``predictions.r.jsonl``, so no two processes write the same file. Reading takes every
+    ``predictions*.jsonl`` of the folder. Only the torn last line of the file this process
+    appends to (the pair in flight when it was stopped) is cut off; any other bad line is left
+    on disk, reported in :attr:`problems` with its file and line number, and its pair is
+    computed again. ``own=None`` opens the store read-only (re-scoring never rewrites a file).
+    """
+
+    def __init__(self, out: Path, own: str | None = PRED_FILE) -> None:
+        self.out = Path(out)
+        self.path = self.out / own if own else None
         self.entries: dict[str, dict] = {}
-        if path.exists():
-            good = 0
-            with open(path, "rb") as f:
-                data = f.read()
-            for line in data.splitlines(keepends=True):
-                if not line.endswith(b"\n"):
-                    break  # torn write of the pair in flight
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                self.entries[entry["pair_id"]] = entry
-                good += len(line)
-            if good != len(data):
-                with open(path, "r+b") as f:
-                    f.truncate(good)
+        self.problems: list[str] = []
+        for f in sorted(self.out.glob("predictions*.jsonl")):
+            self._read(f, repair_tail=f == self.path)
+
+    def _read(self, path: Path, repair_tail: bool) -> None:
+        data = path.read_bytes()
+        offset = 0
+        for number, line in enumerate(data.splitlines(keepends=True), 1):
+            if not line.endswith(b"\n"):  # only the last line can lack its newline
+                if repair_tail:
+                    with open(path, "r+b") as f:
+                        f.truncate(offset)
+                else:
+                    self.problems.append(f"{path}:{number}: torn last line ignored")
+                break
+            offset += len(line)
+            try:
+                entry = json.loads(line)
+                pair_id = entry["pair_id"]
+            except (ValueError, KeyError, TypeError):
+                self.problems.append(
+                    f"{path}:{number}: not a prediction record; ignored (its pair is recomputed)"
+                )
+                continue
+            self.entries[pair_id] = entry
 
     def append(self, entry: dict) -> None:
+        if self.path is None:
+            raise RuntimeError("this prediction store was opened read-only")
         line = json.dumps(entry, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
@@ -323,8 +344,16 @@ def run_eval(
     out: str | Path,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    ctx: DistContext | None = None,
 ) -> dict:
-    """Evaluate ``matcher`` (a :class:`corr.Matcher`) on a data set; resumable in ``out``."""
+    """Evaluate ``matcher`` (a :class:`corr.Matcher`) on a data set; resumable in ``out``.
+
+    Under torchrun (``ctx`` of several ranks) every rank extracts its shard of the unique images
+    and then matches its shard of the pairs into its own ``predictions.<rank>.jsonl``; rank 0
+    then scores all of them (the other ranks return ``{}``). The numbers do not depend on the
+    number of processes.
+    """
+    ctx = ctx or DistContext()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load_records(opts)
@@ -335,15 +364,15 @@ def run_eval(
     tables = tables_for(opts, sorted({r.table_category for r in records}))
     config = _run_config(opts, matcher.config(), tables.geo_source, tables.flip_source)
     cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != json.loads(json.dumps(config, default=str)):
-            raise ConfigMismatchError(
-                f"{out} holds a run with a different configuration (see {cfg_path}); "
-                "use another --out, or delete that folder to start over"
-            )
-    else:
+    if ctx.is_main and not cfg_path.exists():
         atomic_write_json(cfg_path, config)
+    ctx.barrier()  # the other ranks compare with what rank 0 found or wrote
+    old = json.loads(cfg_path.read_text())
+    if old != json.loads(json.dumps(config, default=str)):
+        raise ConfigMismatchError(
+            f"{out} holds a run with a different configuration (see {cfg_path}); "
+            "use another --out, or delete that folder to start over"
+        )
 
     bad = check_images(records)
     skipped = [{"pair_id": pid, "path": str(path), "reason": why} for pid, path, why in bad]
@@ -359,16 +388,30 @@ def run_eval(
         [r for r in records if r.pair_id not in bad_ids], tables, opts.tables_rule
     )
 
-    store = PredictionStore(out / PRED_FILE)
+    store = PredictionStore(out, PRED_FILE if not ctx.active else f"predictions.{ctx.rank}.jsonl")
+    for problem in store.problems:
+        log(f"warning: {problem}")
     todo = [r for r in todo_records if r.pair_id not in store.entries]
     if store.entries:
         log(
             f"resuming: {len(todo_records) - len(todo)} of {len(todo_records)} pairs already done in {out}"
         )
+    ctx.barrier()  # every rank has read the stores before any rank appends
     # stage 1: every unique image of the pairs still to do, in batches (cached ones skipped)
     items = image_items(todo if not opts.extract_only else todo_records, opts.flip, matcher)
+    if ctx.active:
+        if matcher.cache.root is None:
+            raise ValueError(
+                "several processes share features through an on-disk cache: give cache_dir"
+            )
+        if ctx.is_main:  # the configuration files of the cache, written once, by one process
+            for category in {item.category for item in items}:
+                for ext in matcher.extractors:
+                    matcher.cache.write_config(matcher._cache_config(ext, category))
+        matcher.cache.write_configs = False
+        ctx.barrier()
     extracted = matcher.extract(
-        items,
+        shard(items, ctx),
         batch_size=opts.batch_size,
         num_workers=opts.num_workers,
         skip_bad=opts.skip_bad,
@@ -380,14 +423,17 @@ def run_eval(
         + (f", {len(extracted.bad)} unreadable (skipped)" if extracted.bad else "")
     )
     if opts.extract_only:
+        ctx.barrier()
         log(f"--extract-only: the features are in {matcher.cache.root}; run without it to match")
         return {"extraction": extracted.as_dict()}
+    ctx.barrier()  # every image's features are on disk before any rank matches
     # stage 2: the pairs, category by category, features kept in memory up to the budget
     matcher.cache.memory_items = max(matcher.cache.memory_items, len(items) * 2 + 8)
     matcher.cache.memory_bytes = int(opts.memory_cache_gb * 2**30)
-    todo.sort(key=lambda r: r.category)
+    todo.sort(key=lambda r: (r.category, r.pair_id))
+    mine = shard(todo, ctx)
     t0 = time.perf_counter()
-    for rec in tqdm(todo, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
+    for rec in tqdm(mine, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
         queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
         kwargs: dict[str, Any] = {"category": prompt_categories(rec)}
         if opts.flip:
@@ -415,6 +461,11 @@ def run_eval(
             }
         store.append(entry)
     elapsed = time.perf_counter() - t0
+    ctx.barrier()  # every rank's pairs are on disk
+    if not ctx.is_main:
+        return {}
+    if ctx.active:  # the other ranks' predictions
+        store = PredictionStore(out, own=None)
 
     skipped += _skipped_in_run(todo_records, store.entries)
     scored = [r for r in todo_records if "pred" in store.entries[r.pair_id]]
@@ -424,9 +475,10 @@ def run_eval(
     results["environment"] = environment()
     results["timing"] = {
         "extraction_this_run": extracted.as_dict(),
+        "processes": ctx.world,
         "pairs_computed_this_run": len(todo),
         "seconds_this_run": round(elapsed, 3),
-        "seconds_per_pair_this_run": round(elapsed / len(todo), 4) if todo else None,
+        "seconds_per_pair_this_run": round(elapsed / len(mine), 4) if mine else None,
         "feature_cache": {"hits": matcher.cache.hits, "misses": matcher.cache.misses},
     }
     write_results(out, results)
@@ -560,7 +612,9 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         tables_rule=run.get("tables_rule", "ids"),
         pck=run.get("pck", "<"),
     )
-    store = PredictionStore(out / PRED_FILE)
+    store = PredictionStore(out, own=None)  # read-only: re-scoring never rewrites a file
+    for problem in store.problems:
+        log(f"warning: {problem}")
     listed = [r for r in load_records(opts) if r.pair_id in store.entries]
     tables = tables_for(opts, sorted({r.table_category for r in listed}))
     listed, tables = apply_tables_rule(listed, tables, opts.tables_rule)
