@@ -18,39 +18,52 @@ with ``split`` one of ``test``, ``test_cross_species``, ``test_cross_family`` an
 for ``val``; ``name`` is the species (intra-species), the family (cross-species) or ``all``
 (cross-family), as in GeoAware-SC; it is also the record's ``category``.
 
-Builder rules (REFERENCE §8) and the choices made where it leaves room:
+Builder rules: GeoAware-SC's ``prepare_ap10k.ipynb`` (commit in :data:`REFERENCE`), replayed
+call for call. The one deliberate difference: every folder listing (families, species, image
+annotation files) is taken in sorted name order where the notebook used ``os.listdir`` order,
+which is not reproducible across file systems.
 
-* The three split-1 files are merged (images and categories by id; a conflicting duplicate is an
-  error). Species = COCO category ``name``, family = its ``supercategory``.
-* "First annotation per image" = the annotation with the smallest annotation id (the release lists
-  annotations in id order; defining it by id makes the output independent of listing order).
-* An image is dropped if any of its annotations has ``iscrowd`` set, if it has no annotation, or if
-  its first annotation has fewer than 3 keypoints with ``v > 0``. Drop counts go to the manifest.
-* Each species' images are sorted by COCO image id (AP-10K file names are the zero-padded id, so
-  this is also file-name order); the last 30 are ``test``, the previous 20 ``val``, the rest
-  ``trn``. A species with fewer images fills ``test`` first, then ``val``.
-* Pairs need at least 3 keypoints visible (``v > 0``) in both images. The source is always the
-  image with the smaller id, so every pair is unordered (no (a, b) and (b, a) twice):
-  - intra-species: all unordered pairs of a species' images of the split;
-  - cross-species: within each family with more than one species in the split, all pairs of
-    images of different species, of which at most 900 per family are kept;
-  - cross-family: for each unordered pair of families, all pairs of one image from each, of
-    which at most 30 are kept.
-* Sampling: one ``random.Random(42)`` per (split, subset), used for the groups in sorted order; a
-  partial Fisher-Yates shuffle over the candidates (in (src id, trg id) order) using only
-  ``Random.random()``, whose sequence Python guarantees across versions (``numpy.random`` and
-  ``random.sample`` make no such promise). The kept pairs are written in sorted order.
+* The three split-1 files are merged in the notebook's order (train, test, val; images and
+  categories by id, a conflicting duplicate is an error). Species = COCO category ``name``,
+  family = its ``supercategory``; each species is a folder ``family/species``.
+* An image's "first annotation" is the first one listed for it in the merged files (the notebook
+  keeps the first annotation per ``image_id``); it gives the species, box and keypoints.
+* An image is dropped if it has no annotation, if its stem (``{id:012d}``) is in the reference's
+  crowd list (``corr/tables/ap10k_is_crowd.txt``, its source in the file's first line; the COCO
+  ``iscrowd`` flag is not used), else if the first annotation's stored ``num_keypoints`` is below
+  3. Drop counts go to the manifest.
+* Each species' remaining images, listed by file name (``{id:012d}.json``, i.e. by id), give the
+  splits: the last min(30, n) are ``test``, the min(20, n - 30) before them ``val``, the rest
+  ``trn``.
+* A pair needs ``sum_k (v_src / 2) * (v_trg / 2) >= 3`` (the notebook's rule; with the release's
+  v in {0, 2} that is 3 mutually visible keypoints).
+* Pairs are drawn by three cells, each starting from ``random.seed(42)``; the builder uses a
+  private ``random.Random(42)`` per cell making the same calls in the same order:
+  - intra-species, splits trn, test, val in turn; per species folder: ``shuffle`` the list, take
+    ``itertools.combinations`` of the shuffled list (src = earlier), keep the candidates, then
+    ``sample(candidates, min(cap, len))`` when that is > 0, with cap 50 x images for trn and
+    every candidate for test and val (so test/val keep all, oriented by the shuffle). trn pairs
+    are replayed for the random state only and not written (the toolkit is zero-shot);
+  - cross-species, splits val then test; per family with more than one species folder: for each
+    species pair (folder order) one ``random()`` per element of the product of their lists (the
+    notebook draws it to swap the pair but never uses the swap), then ``sample(candidates,
+    min(cap, len))`` with cap 400 (val) / 900 (test); src is from the earlier species;
+  - cross-family, splits test then val; per family pair (folder order), the product of the two
+    families' lists (species lists concatenated in folder order), then ``sample(candidates,
+    min(cap, len))`` with cap 30 (test) / 20 (val); src is from the earlier family.
 * Pair files are written for ``test`` and ``val`` (no ``trn`` pairs: the toolkit is zero-shot).
 * Images are copied (``--copy-images``, default) or symlinked (``--link-images``); the output file
   keeps the name ``{id:012d}`` and the source suffix (``.jpeg`` becomes ``.jpg``).
 * All files are written atomically, JSON with 2-space indentation, so a build is byte-identical
-  whatever the order of the input JSON or of the file system listing. A rebuild into the same
+  whatever the file system listing order or the order of images and categories in the input
+  JSON (the order of an image's annotations matters: it decides the first). A rebuild into the same
   folder removes stale files of the builder's own patterns from its three subfolders;
   ``manifest.json`` is removed first and written last, so its presence marks a complete build.
 
 ImageAnnotation schema: ``image_id, annotation_id, file_name`` (raw), ``image`` (path of the copied
 image relative to DIR), ``width, height, bbox`` ([x, y, w, h] as in COCO), ``keypoints`` (17
-[x, y, v] triples), ``num_keypoints`` (count of v > 0), ``category_id, species, family, split``.
+[x, y, v] triples), ``num_keypoints`` (as stored in the release), ``category_id, species, family,
+split``.
 
 PairAnnotation schema (SPair-like, self-contained): ``pair_id``/``filename`` (the stem),
 ``category``, ``subset``, ``split``, ``src_imname``/``trg_imname``, ``src_image``/``trg_image`` and
@@ -79,6 +92,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +100,7 @@ import numpy as np
 
 from .records import DatasetLayoutError, PairRecord, frozen, make_kps, read_json
 
-__all__ = ["load_ap10k", "build_ap10k", "AP10K_SUBSETS", "NUM_KEYPOINTS", "main"]
+__all__ = ["load_ap10k", "build_ap10k", "crowd_list", "AP10K_SUBSETS", "NUM_KEYPOINTS", "main"]
 
 NUM_KEYPOINTS = 17
 AP10K_SUBSETS = {
@@ -98,9 +112,19 @@ _SPLITS = ("test", "val")
 SEED = 42
 N_TEST, N_VAL = 30, 20
 MIN_KEYPOINTS = 3
-CAP_CROSS_SPECIES = 900
-CAP_CROSS_FAMILY = 30
-BUILDER_VERSION = 1
+TRN_PAIRS_PER_IMAGE = 50  # the reference's trn cap, 50 x images of the species
+# pairs kept per family (cross-species) and per family pair (cross-family), as in the reference
+CAPS = {
+    "test": {"cross-species": 900, "cross-family": 30},
+    "val": {"cross-species": 400, "cross-family": 20},
+}
+CROWD_TABLE = "tables/ap10k_is_crowd.txt"
+REFERENCE = {
+    "repository": "Junyi42/GeoAware-SC",
+    "commit": "99fd6b6a37d22aa2fabe75e7f48a3eaba51cfb72",
+    "path": "prepare_ap10k.ipynb",
+}
+BUILDER_VERSION = 2
 
 _LAYOUT = (
     "  ROOT/PairAnnotation/{test,test_cross_species,test_cross_family,val,...}/"
@@ -112,7 +136,8 @@ _LAYOUT = (
 _RAW_LAYOUT = (
     "  RAW/annotations/ap10k-{train,val,test}-split1.json\n  RAW/data/{file_name}  (the images)"
 )
-_RAW_FILES = ("ap10k-train-split1.json", "ap10k-val-split1.json", "ap10k-test-split1.json")
+# the reference's merge order (it decides which annotation is an image's first)
+_RAW_FILES = ("ap10k-train-split1.json", "ap10k-test-split1.json", "ap10k-val-split1.json")
 
 
 # ----------------------------------------------------------------------------------- loader
@@ -255,6 +280,7 @@ class _Image:
     ann_id: Any
     bbox: list
     keypoints: list  # 17 [x, y, v]
+    num_keypoints: Any  # as stored in the COCO annotation
     category_id: int
     species: str
     family: str
@@ -262,6 +288,15 @@ class _Image:
     @property
     def stem(self) -> str:
         return f"{self.id:012d}"
+
+    @property
+    def listing_name(self) -> str:
+        """The ImageAnnotation file name the reference lists (``str(id).zfill(17)`` of id.json)."""
+        return f"{self.id}.json".zfill(17)
+
+    @property
+    def folder(self) -> tuple[str, str]:
+        return (self.family, self.species)
 
     @property
     def vis(self) -> np.ndarray:
@@ -274,8 +309,24 @@ def _safe(name: str) -> str:
     return out if out not in ("", ".", "..") else f"_{out}_"
 
 
+def crowd_list() -> frozenset[str]:
+    """Image stems (``{id:012d}``) the reference drops as crowd (``corr/tables/ap10k_is_crowd.txt``).
+
+    The file is GeoAware-SC's ``data/ap-10k_is_crowd.txt`` (commit in :data:`REFERENCE`) with one
+    header comment line naming that source.
+    """
+    text = resources.files("corr").joinpath(CROWD_TABLE).read_text(encoding="utf-8")
+    return frozenset(
+        s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")
+    )
+
+
 def _read_raw(src: Path) -> tuple[dict, dict, dict]:
-    """Merged (categories by id, images by id, annotations by image id) of the split-1 files."""
+    """Merged (categories by id, images by id, annotations by image id) of the split-1 files.
+
+    Annotations keep the reference's merge order: the train, test, val files, each in its own
+    listing order.
+    """
     ann_dir = src / "annotations"
     for p in (src, ann_dir, *(ann_dir / f for f in _RAW_FILES)):
         if not p.exists():
@@ -302,149 +353,192 @@ def _read_raw(src: Path) -> tuple[dict, dict, dict]:
     return cats, images, anns
 
 
-def _select_images(cats: dict, images: dict, anns: dict) -> tuple[list[_Image], Counter]:
-    """Apply the per-image rules; returns the kept images (sorted by id) and drop counts."""
+def _select_images(
+    cats: dict, images: dict, anns: dict
+) -> tuple[list[_Image], Counter, set[tuple[str, str]]]:
+    """Apply the per-image rules.
+
+    Returns the kept images (sorted by id), the drop counts and every (family, species) folder
+    the reference creates (one per species of any image's first annotation, dropped or not).
+    """
+    crowd = crowd_list()
     dropped: Counter = Counter()
     kept: list[_Image] = []
+    folders: set[tuple[str, str]] = set()
     for iid in sorted(images):
         im = images[iid]
         alist = anns.get(iid, [])
         if not alist:
             dropped["no_annotation"] += 1
             continue
-        if any(a.get("iscrowd", 0) for a in alist):
-            dropped["crowd"] += 1
-            continue
-        # identical ids (a broken merge) are ordered by content, so the choice stays deterministic
-        first = min(alist, key=lambda a: (a["id"], json.dumps(a, sort_keys=True)))
+        first = alist[0]  # first in merge order (train, test, val files)
         kps = list(first["keypoints"])
         if len(kps) != 3 * NUM_KEYPOINTS:
             raise ValueError(
-                f"AP-10K: annotation {first['id']} has {len(kps)} keypoint values, "
+                f"AP-10K: annotation {first.get('id')} has {len(kps)} keypoint values, "
                 f"expected {3 * NUM_KEYPOINTS}"
             )
-        triples = [list(kps[i : i + 3]) for i in range(0, len(kps), 3)]
-        if sum(1 for t in triples if t[2] > 0) < MIN_KEYPOINTS:
-            dropped["few_keypoints"] += 1
-            continue
         cid = int(first["category_id"])
         if cid not in cats:
-            raise ValueError(f"AP-10K: annotation {first['id']}: unknown category {cid}")
-        kept.append(
-            _Image(
-                id=iid,
-                file_name=str(im["file_name"]),
-                width=int(im["width"]),
-                height=int(im["height"]),
-                ann_id=first["id"],
-                bbox=list(first["bbox"]),
-                keypoints=triples,
-                category_id=cid,
-                species=str(cats[cid]["name"]),
-                family=str(cats[cid]["supercategory"]),
+            raise ValueError(f"AP-10K: annotation {first.get('id')}: unknown category {cid}")
+        if "num_keypoints" not in first:
+            raise ValueError(
+                f"AP-10K: annotation {first.get('id')} has no num_keypoints (the reference "
+                "filters on the stored count)"
             )
+        image = _Image(
+            id=iid,
+            file_name=str(im["file_name"]),
+            width=int(im["width"]),
+            height=int(im["height"]),
+            ann_id=first.get("id"),
+            bbox=list(first["bbox"]),
+            keypoints=[list(kps[i : i + 3]) for i in range(0, len(kps), 3)],
+            num_keypoints=first["num_keypoints"],
+            category_id=cid,
+            species=str(cats[cid]["name"]),
+            family=str(cats[cid]["supercategory"]),
         )
-    return kept, dropped
+        folders.add(image.folder)
+        if image.stem in crowd:
+            dropped["crowd"] += 1
+        elif not image.num_keypoints >= MIN_KEYPOINTS:
+            dropped["few_keypoints"] += 1
+        else:
+            kept.append(image)
+    return kept, dropped, folders
 
 
-def _assign_splits(kept: list[_Image]) -> dict[int, str]:
-    """Image id -> "trn" | "val" | "test": per species, by id, last 30 test, previous 20 val."""
-    by_species: dict[str, list[_Image]] = defaultdict(list)
-    for im in kept:
-        by_species[im.species].append(im)
-    split: dict[int, str] = {}
-    for ims in by_species.values():
-        ids = sorted(im.id for im in ims)
-        n = len(ids)
-        for i, iid in enumerate(ids):
-            split[iid] = (
-                "test" if i >= n - N_TEST else ("val" if i >= n - N_TEST - N_VAL else "trn")
-            )
-    return split
+def _assign_splits(
+    kept: list[_Image], folders: set[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, list[_Image]]]:
+    """Per (family, species) folder, its images listed by file name: first trn, then val, test.
 
-
-def _sample(n: int, k: int, rnd: random.Random) -> list[int]:
-    """``min(n, k)`` distinct indices of range(n), sorted; partial Fisher-Yates on random()."""
-    if k >= n:
-        return list(range(n))
-    swapped: dict[int, int] = {}
-    out = []
-    for i in range(k):
-        j = i + int(rnd.random() * (n - i))
-        out.append(swapped.get(j, j))
-        swapped[j] = swapped.get(i, i)
-    return sorted(out)
-
-
-def _candidates(a: list[_Image], b: list[_Image] | None) -> list[tuple[_Image, _Image]]:
-    """Pairs with >= 3 mutually visible keypoints, oriented src.id < trg.id, sorted by ids.
-
-    ``b is None``: unordered pairs within ``a``; otherwise one image from each list.
+    The last min(30, n) images are test, the min(20, n - 30) before them val, the rest trn.
     """
-    if not a or (b is not None and not b):
-        return []
-    va = np.stack([im.vis for im in a]).astype(np.int32)
-    vb = va if b is None else np.stack([im.vis for im in b]).astype(np.int32)
-    ok = (va @ vb.T) >= MIN_KEYPOINTS
-    if b is None:
-        ok = np.triu(ok, k=1)
-    ii, jj = np.nonzero(ok)
-    other = a if b is None else b
-    pairs = []
-    for i, j in zip(ii.tolist(), jj.tolist(), strict=True):
-        s, t = a[i], other[j]
-        pairs.append((s, t) if s.id < t.id else (t, s))
-    pairs.sort(key=lambda p: (p[0].id, p[1].id))
-    return pairs
+    by_folder: dict[tuple[str, str], list[_Image]] = {f: [] for f in folders}
+    for im in kept:
+        by_folder[im.folder].append(im)
+    out: dict[tuple[str, str], dict[str, list[_Image]]] = {}
+    for key, ims in by_folder.items():
+        ims = sorted(ims, key=lambda im: im.listing_name)
+        n = len(ims)
+        n_test = min(N_TEST, n)
+        n_val = min(N_VAL, max(0, n - n_test))
+        n_trn = n - n_test - n_val
+        out[key] = {
+            "trn": ims[:n_trn],
+            "val": ims[n_trn : n_trn + n_val],
+            "test": ims[n_trn + n_val :],
+        }
+    return out
 
 
-def _make_pairs(ims: list[_Image], split: str) -> dict[str, list[tuple[_Image, _Image, str]]]:
-    """Pairs of one split: {split dir: [(src, trg, name), ...]} sorted by file stem."""
+def _mutual_ok(a: list[_Image], b: list[_Image]) -> np.ndarray:
+    """(len(a), len(b)): the reference's rule, sum over keypoints of (v_a / 2) * (v_b / 2) >= 3.
+
+    With COCO's v in {0, 1, 2} every term is a multiple of 1/4, so the sums are exact.
+    """
+
+    def halves(ims: list[_Image]) -> np.ndarray:
+        v = [[float(kp[2]) for kp in im.keypoints] for im in ims]
+        return np.asarray(v, dtype=np.float64).reshape(len(ims), NUM_KEYPOINTS) / 2
+
+    return (halves(a) @ halves(b).T) >= MIN_KEYPOINTS
+
+
+def _product_candidates(a: list[_Image], b: list[_Image]) -> list[tuple[_Image, _Image]]:
+    """``itertools.product(a, b)`` order, kept where the mutual-visibility rule holds."""
+    ii, jj = np.nonzero(_mutual_ok(a, b))
+    return [(a[i], b[j]) for i, j in zip(ii.tolist(), jj.tolist(), strict=True)]
+
+
+def _replay_intra(
+    rnd: random.Random, images: list[_Image], cap: int
+) -> list[tuple[_Image, _Image]]:
+    """One species folder of the intra-species cell: shuffle, ordered combinations, sample."""
+    ims = list(images)
+    rnd.shuffle(ims)
+    ii, jj = np.nonzero(np.triu(_mutual_ok(ims, ims), k=1))  # combinations(ims, 2) order
+    possible = list(zip(ii.tolist(), jj.tolist(), strict=True))
+    k = min(cap, len(possible))
+    chosen = rnd.sample(possible, k) if k > 0 else []
+    return [(ims[i], ims[j]) for i, j in chosen]
+
+
+def _make_pairs(
+    lists: dict[tuple[str, str], dict[str, list[_Image]]],
+) -> tuple[dict[str, list[tuple[_Image, _Image, str]]], int]:
+    """Replay the reference's three pair cells on the sorted folder listings.
+
+    Returns ({split dir: [(src, trg, name), ...] sorted by file stem} for test and val, the
+    number of trn pairs the reference would write). Each cell has its own ``Random(42)``, called
+    exactly as the notebook calls the global ``random`` after its ``random.seed(42)``.
+    """
     from tqdm import tqdm
 
-    by_species: dict[str, list[_Image]] = defaultdict(list)
-    for im in sorted(ims, key=lambda im: im.id):
-        by_species[im.species].append(im)
-    family_species: dict[str, list[str]] = defaultdict(list)
-    for sp in sorted(by_species):
-        family_species[by_species[sp][0].family].append(sp)
+    folders = sorted(lists)
+    families = sorted({fam for fam, _ in folders})
+    species_of = {fam: [sp for f, sp in folders if f == fam] for fam in families}
     out: dict[str, list[tuple[_Image, _Image, str]]] = {}
 
-    intra = []
-    for sp in sorted(by_species):
-        intra += [(s, t, sp) for s, t in _candidates(by_species[sp], None)]
-    out[split] = intra
-
+    # intra-species: trn (cap 50 per image), then test and val (no cap: every candidate)
     rnd = random.Random(SEED)
-    cross_sp = []
-    for fam in sorted(family_species):
-        species = family_species[fam]
-        if len(species) < 2:
-            continue
-        cand = []
-        for x in range(len(species)):
-            for y in range(x + 1, len(species)):
-                cand += _candidates(by_species[species[x]], by_species[species[y]])
-        cand.sort(key=lambda p: (p[0].id, p[1].id))
-        cross_sp += [(*cand[i], fam) for i in _sample(len(cand), CAP_CROSS_SPECIES, rnd)]
-    out[split + "_cross_species"] = cross_sp
+    n_trn = 0
+    for split in ("trn", "test", "val"):
+        pairs = []
+        for fam, sp in folders:
+            ims = lists[(fam, sp)][split]
+            n = len(ims)
+            cap = TRN_PAIRS_PER_IMAGE * n if split == "trn" else n * (n - 1) // 2
+            pairs += [(s, t, sp) for s, t in _replay_intra(rnd, ims, cap)]
+        if split == "trn":
+            n_trn = len(pairs)
+        else:
+            out[split] = pairs
 
+    # cross-species: val, then test; one draw per product element, whose outcome is unused
     rnd = random.Random(SEED)
-    fam_images = {
-        fam: sorted((im for sp in sps for im in by_species[sp]), key=lambda im: im.id)
-        for fam, sps in family_species.items()
-    }
-    fams = sorted(fam_images)
-    fam_pairs = [(fams[x], fams[y]) for x in range(len(fams)) for y in range(x + 1, len(fams))]
-    cross_fam = []
-    for f1, f2 in tqdm(fam_pairs, desc=f"{split} cross-family", leave=False, disable=None):
-        cand = _candidates(fam_images[f1], fam_images[f2])
-        cross_fam += [(*cand[i], "all") for i in _sample(len(cand), CAP_CROSS_FAMILY, rnd)]
-    out[split + "_cross_family"] = cross_fam
+    for split in ("val", "test"):
+        pairs = []
+        for fam in families:
+            species = species_of[fam]
+            if len(species) < 2:
+                continue
+            cand: list[tuple[_Image, _Image]] = []
+            for x in range(len(species)):
+                for y in range(x + 1, len(species)):
+                    a = lists[(fam, species[x])][split]
+                    b = lists[(fam, species[y])][split]
+                    for _ in range(len(a) * len(b)):
+                        rnd.random()
+                    cand += _product_candidates(a, b)
+            k = min(CAPS[split]["cross-species"], len(cand))
+            pairs += [(s, t, fam) for s, t in rnd.sample(cand, k)]
+        out[split + "_cross_species"] = pairs
+
+    # cross-family: test, then val; a family's list is its species' lists in folder order
+    rnd = random.Random(SEED)
+    for split in ("test", "val"):
+        fam_images = {
+            fam: [im for sp in species_of[fam] for im in lists[(fam, sp)][split]]
+            for fam in families
+        }
+        fam_pairs = [
+            (families[x], families[y])
+            for x in range(len(families))
+            for y in range(x + 1, len(families))
+        ]
+        pairs = []
+        for f1, f2 in tqdm(fam_pairs, desc=f"{split} cross-family", leave=False, disable=None):
+            cand = _product_candidates(fam_images[f1], fam_images[f2])
+            k = min(CAPS[split]["cross-family"], len(cand))
+            pairs += [(s, t, "all") for s, t in rnd.sample(cand, k)]
+        out[split + "_cross_family"] = pairs
 
     for key in out:
         out[key] = sorted(out[key], key=lambda p: _pair_stem(*p))
-    return out
+    return out, n_trn
 
 
 def _pair_stem(src: _Image, trg: _Image, name: str) -> str:
@@ -474,7 +568,7 @@ def _image_json(im: _Image, split: str) -> dict:
         "height": im.height,
         "bbox": im.bbox,
         "keypoints": im.keypoints,
-        "num_keypoints": int(im.vis.sum()),
+        "num_keypoints": im.num_keypoints,
         "category_id": im.category_id,
         "species": im.species,
         "family": im.family,
@@ -565,7 +659,7 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
 
     src, out = Path(src), Path(out)
     cats, images, anns = _read_raw(src)
-    kept, dropped = _select_images(cats, images, anns)
+    kept, dropped, folders = _select_images(cats, images, anns)
     missing = [im for im in kept if not (src / "data" / im.file_name).is_file()]
     if missing:
         first = src / "data" / missing[0].file_name
@@ -575,7 +669,9 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
             first,
             hint=f"({len(missing)} of {len(kept)} kept images are missing)",
         )
-    split_of = _assign_splits(kept)
+    lists = _assign_splits(kept, folders)
+    split_of = {im.id: split for per in lists.values() for split, ims in per.items() for im in ims}
+    pairs, n_trn_pairs = _make_pairs(lists)
 
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -594,8 +690,7 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
     pair_lines: list[str] = []
     files_hash = hashlib.sha256()
     for split in _SPLITS:
-        pairs = _make_pairs([im for im in kept if split_of[im.id] == split], split)
-        for split_dir in sorted(pairs):
+        for split_dir in sorted(d for d in pairs if d.split("_")[0] == split):
             subset = subset_of[split_dir[len(split) :]]
             for s, t, name in tqdm(pairs[split_dir], desc=split_dir, leave=False, disable=None):
                 stem = _pair_stem(s, t, name)
@@ -617,22 +712,46 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
     for im in kept:
         per_species[im.species][split_of[im.id]] += 1
         family_of[im.species] = im.family
+    crowd_source = {**REFERENCE, "path": "data/ap-10k_is_crowd.txt"}
     pair_list = "\n".join(sorted(pair_lines)) + "\n"
     manifest = {
         "dataset": "ap10k",
         "builder_version": BUILDER_VERSION,
         "rules": {
-            "source": "ap10k-{train,val,test}-split1.json merged",
-            "first_annotation": "smallest annotation id",
-            "drop": "crowd images, images without annotation, < 3 keypoints with v > 0",
-            "sort": "image id per species",
+            "protocol": (
+                "GeoAware-SC prepare_ap10k.ipynb replayed call for call (random.seed(42) per "
+                "pair cell; its shuffle, sample and random calls in its order), with every "
+                "folder listing sorted by name where the notebook used os.listdir order"
+            ),
+            "reference": REFERENCE,
+            "source": "ap10k-{train,test,val}-split1.json merged in that order",
+            "first_annotation": "first listed for the image in the merged files",
+            "crowd": "images listed in corr/tables/ap10k_is_crowd.txt are dropped",
+            "crowd_list_source": crowd_source,
+            "few_keypoints": "stored num_keypoints of the first annotation < 3 -> dropped",
+            "sort": "ImageAnnotation file name ({id:012d}.json) per family/species folder",
             "test_per_species": N_TEST,
             "val_per_species": N_VAL,
-            "min_mutual_keypoints": MIN_KEYPOINTS,
-            "pairs": "unordered, src = smaller image id",
-            "cap_cross_species_per_family": CAP_CROSS_SPECIES,
-            "cap_cross_family_per_family_pair": CAP_CROSS_FAMILY,
-            "sampling": "random.Random(42) per split and subset, partial Fisher-Yates on random()",
+            "min_mutual_keypoints": "sum over keypoints of (v_src / 2) * (v_trg / 2) >= 3",
+            "intra_species": (
+                "per species: shuffle, combinations in shuffled order (src first), all kept "
+                "via random.sample; trn (cap 50 x images) replayed, not written"
+            ),
+            "cross_species": "per family: src species before trg species in folder order",
+            "cross_family": "per family pair: src family before trg family in folder order",
+            "caps": CAPS,
+            "split_order": {
+                "intra-species": ["trn", "test", "val"],
+                "cross-species": ["val", "test"],
+                "cross-family": ["test", "val"],
+            },
+            "differences_from_reference": [
+                "folder listings sorted by name (the notebook: os.listdir order)",
+                "trn pairs not written (their draws are replayed)",
+                "categories merged from all three files, a conflict is an error (the notebook "
+                "reads the first file's)",
+                "a missing image file or num_keypoints is an error",
+            ],
         },
         "images": {
             "total": len(kept),
@@ -647,6 +766,7 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
             },
         },
         "pairs": dict(sorted(pair_counts.items())),
+        "pairs_not_written": {"trn": n_trn_pairs},
         "pair_list_sha256": hashlib.sha256(pair_list.encode()).hexdigest(),
         "pair_files_sha256": files_hash.hexdigest(),
     }
