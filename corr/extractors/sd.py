@@ -120,7 +120,7 @@ class DecoderTap(NamedTuple):
     """Where feature ``sd{layer}`` is taken.
 
     ``consumer`` is ``(block, position)`` of the decoder layer that reads this output (None for
-    the last one); FreeU scales that input's first half of channels in blocks 0 and 1.
+    the last one); FreeU (:func:`freeu_stages`) acts on that layer's input.
     ``level`` is the number of 2x downsamplings of the latent at this tap.
     """
 
@@ -161,6 +161,174 @@ def sd_layer_module(unet: nn.Module, layer: int) -> tuple[str, nn.Module]:
     if not 0 <= layer < len(taps):
         raise ValueError(f"SD layer {layer} out of range 0..{len(taps) - 1}")
     return taps[layer].path, taps[layer].module
+
+
+# --------------------------------------------------------------------------------------------
+# FreeU
+# --------------------------------------------------------------------------------------------
+
+FREEU_RULES = ("diffusers", "geoaware")
+_FREEU_KEYS = ("s1", "s2", "b1", "b2")
+_MISSING = object()
+
+
+def parse_freeu(value: bool | str | None) -> str | None:
+    """The FreeU rule of a ``freeu=`` value: None (off), ``"diffusers"`` or ``"geoaware"``.
+
+    ``False``/``None``/``"off"``/``"none"``/``""`` are off; ``True`` is ``"diffusers"`` (its
+    meaning before the rules existed)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "diffusers"
+    key = str(value).strip().lower()
+    if key in ("", "off", "none", "false", "0"):
+        return None
+    if key in ("true", "1", "on"):
+        return "diffusers"
+    if key not in FREEU_RULES:
+        raise ValueError(f"freeu must be False, True or one of {FREEU_RULES}, got {value!r}")
+    return key
+
+
+def fourier_filter(x: torch.Tensor, threshold: int, scale: float) -> torch.Tensor:
+    """FreeU's skip filter: multiply the ``2 threshold x 2 threshold`` lowest spatial
+    frequencies (centred spectrum, around ``(H // 2, W // 2)``) of ``x`` ``(..., H, W)`` by
+    ``scale``. Computed in float32 (float64 stays float64) and returned in ``x``'s dtype; in
+    float32 this equals diffusers' ``fourier_filter`` and GeoAware's ``Fourier_filter`` bit for
+    bit."""
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    dims = (-2, -1)
+    spec = torch.fft.fftshift(torch.fft.fftn(work, dim=dims), dim=dims)
+    cy, cx = spec.shape[-2] // 2, spec.shape[-1] // 2
+    low = (..., slice(cy - threshold, cy + threshold), slice(cx - threshold, cx + threshold))
+    spec[low] = spec[low] * scale
+    out = torch.fft.ifftn(torch.fft.ifftshift(spec, dim=dims), dim=dims).real
+    return out.to(x.dtype)
+
+
+def freeu_layer(
+    h: torch.Tensor, skip: torch.Tensor, b: float, s: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One FreeU step before a decoder layer (out of place): the first half of the backbone
+    channels of ``h`` times ``b``, the skip features through :func:`fourier_filter` with
+    threshold 1 and ``scale=s``."""
+    half = h.shape[1] // 2
+    scaled = torch.cat([h[:, :half] * b, h[:, half:]], dim=1)
+    return scaled, fourier_filter(skip, threshold=1, scale=s)
+
+
+def _unet_config(unet_or_config: Any) -> dict[str, Any]:
+    cfg = getattr(unet_or_config, "config", unet_or_config)
+    return dict(cfg)
+
+
+def geoaware_freeu_channels(unet_or_config: Any) -> tuple[int, int | None]:
+    """The backbone widths GeoAware's channel rule keys on: ``(b1/s1 width, b2/s2 width)``.
+
+    The reference hard-codes 1280 and 640, SD 1.x/2.x's two largest distinct
+    ``block_out_channels``; for other models the two largest distinct widths are used (the
+    second is None when all blocks have one width)."""
+    widths = sorted({int(c) for c in _unet_config(unet_or_config)["block_out_channels"]})[::-1]
+    return widths[0], (widths[1] if len(widths) > 1 else None)
+
+
+def geoaware_freeu_stage(channels: int, widths: tuple[int, int | None]) -> int | None:
+    """GeoAware's rule for one decoder layer: 1 (b1/s1) when its input ``h`` has ``widths[0]``
+    channels, 2 (b2/s2) when it has ``widths[1]``, else None (untouched)."""
+    if channels == widths[0]:
+        return 1
+    if widths[1] is not None and channels == widths[1]:
+        return 2
+    return None
+
+
+def decoder_channels(unet: nn.Module) -> list[tuple[int, int]]:
+    """``(channels of h, channels of the skip)`` entering each decoder layer (index = layer =
+    3 b + j for resnet ``j`` of up block ``b`` in SD); the layer's resnet reads their
+    concatenation. For SD 1.5: h 1280 x 7, 640 x 3, 320 x 2."""
+    out: list[tuple[int, int]] = []
+    mid = getattr(unet, "mid_block", None)
+    if mid is not None and getattr(mid, "resnets", None):
+        prev = int(mid.resnets[-1].out_channels)
+    else:
+        prev = int(unet.config.block_out_channels[-1])
+    for blk in unet.up_blocks:
+        for resnet in blk.resnets:
+            out.append((prev, int(resnet.in_channels) - prev))
+            prev = int(resnet.out_channels)
+        ups = getattr(blk, "upsamplers", None)
+        if ups:
+            prev = int(getattr(ups[0], "out_channels", None) or prev)
+    return out
+
+
+def freeu_stages(unet: nn.Module, rule: str | None) -> dict[int, int]:
+    """``{decoder layer: stage}`` for the layers FreeU acts on under ``rule`` (stage 1 uses
+    b1/s1, stage 2 b2/s2). ``"diffusers"``: every layer of the up blocks with
+    ``resolution_idx`` 0 / 1 (SD: layers 0-2 / 3-5). ``"geoaware"``: by the channel count of
+    the layer's input h (SD: 1280 -> layers 0-6, 640 -> layers 7-9)."""
+    rule = parse_freeu(rule)
+    if rule is None:
+        return {}
+    stages: dict[int, int] = {}
+    if rule == "diffusers":
+        layer = 0
+        for b, blk in enumerate(unet.up_blocks):
+            idx = getattr(blk, "resolution_idx", None)
+            idx = b if idx is None else idx
+            for _ in blk.resnets:
+                if idx in (0, 1):
+                    stages[layer] = idx + 1
+                layer += 1
+        return stages
+    widths = geoaware_freeu_channels(unet)
+    for layer, (c_h, _) in enumerate(decoder_channels(unet)):
+        stage = geoaware_freeu_stage(c_h, widths)
+        if stage is not None:
+            stages[layer] = stage
+    return stages
+
+
+def _freeu_pre_hook(c_h: int, b: float, s: float):
+    """A forward pre-hook for a decoder resnet: FreeU on its input ``cat([h, skip])``."""
+
+    def hook(module, args, kwargs):
+        if args:
+            x, rest = args[0], args[1:]
+        else:
+            x, rest = kwargs.pop("input_tensor"), ()
+        if x.shape[1] != getattr(module, "in_channels", x.shape[1]) or x.shape[1] <= c_h:
+            raise RuntimeError(f"FreeU: unexpected decoder input of {x.shape[1]} channels")
+        h, skip = freeu_layer(x[:, :c_h], x[:, c_h:].contiguous(), b, s)
+        x = torch.cat([h, skip], dim=1)
+        if args:
+            return (x, *rest), kwargs
+        kwargs["input_tensor"] = x
+        return args, kwargs
+
+    return hook
+
+
+def _suspend_freeu(unet: nn.Module) -> list[dict[str, Any]]:
+    """Clear diffusers' FreeU attributes on the up blocks; returns them for :func:`_resume_freeu`."""
+    saved = []
+    for blk in unet.up_blocks:
+        saved.append({k: getattr(blk, k, _MISSING) for k in _FREEU_KEYS})
+        for k in _FREEU_KEYS:
+            if hasattr(blk, k):
+                setattr(blk, k, None)
+    return saved
+
+
+def _resume_freeu(unet: nn.Module, saved: list[dict[str, Any]]) -> None:
+    for blk, attrs in zip(unet.up_blocks, saved, strict=True):
+        for k, v in attrs.items():
+            if v is _MISSING:
+                if k in blk.__dict__:
+                    delattr(blk, k)
+            else:
+                setattr(blk, k, v)
 
 
 def vae_downsampling(vae: nn.Module) -> int:
@@ -238,12 +406,19 @@ class SDExtractor(Extractor):
         tiled: parity with the reference: 4 crops of ``tile_size`` at offsets 0 and
             ``T - tile_size`` on each axis, each through VAE + UNet, feature maps placed at
             their offsets and overlaps averaged.
-        freeu: enable FreeU in the UNet with ``freeu_params`` (GeoAware: s1 0.9, s2 0.2,
-            b1 1.2, b2 1.4) during extraction.
-        freeu_inplace: with ``freeu``, also apply FreeU's backbone scaling to the captured maps
-            that FreeU scales in place before the next layer reads them (layers 0-5 of SD:
-            the inputs of up blocks 0 and 1), as GeoAware's stored features were. No effect
-            without ``freeu``.
+        freeu: FreeU during extraction, with ``freeu_params`` (default GeoAware's: s1 0.9,
+            s2 0.2, b1 1.2, b2 1.4). ``False``/``None``: off. ``"diffusers"`` (also ``True``):
+            diffusers' ``enable_freeu``, which picks the factors by up-block index (SD: b1/s1
+            before decoder layers 0-2, b2/s2 before layers 3-5). ``"geoaware"``: GeoAware-SC's
+            rule (its ODISE ``ldm.py``), which picks them by the channel count of the layer's
+            input h (SD: 1280 channels, layers 0-6 -> b1/s1; 640, layers 7-9 -> b2/s2; see
+            :func:`freeu_stages`). FreeU attributes already set on the UNet are suspended
+            during extraction and restored afterwards; nothing is left on the UNet.
+        freeu_inplace: with ``freeu``, also scale the captured maps that FreeU's backbone
+            scaling changes in place before the next layer reads them: the first half of the
+            channels of ``sd{L}`` times b1/b2 when decoder layer L is a FreeU layer. GeoAware's
+            stored features are scaled so (its hooks keep the very tensor it scales in place).
+            No effect without ``freeu``.
         xformers: use xformers attention when on CUDA and importable; otherwise PyTorch SDPA.
         input_size: the letterbox side ``T`` (960 in the reference).
         scheduler: a diffusers scheduler (its ``add_noise`` / ``alphas_cumprod`` are used) or a
@@ -270,7 +445,7 @@ class SDExtractor(Extractor):
         dtype: str | torch.dtype = "fp32",
         tiled: bool = False,
         tile_size: int = 512,
-        freeu: bool = False,
+        freeu: bool | str | None = False,
         freeu_params: dict[str, float] | None = None,
         freeu_inplace: bool = True,
         xformers: bool = False,
@@ -309,9 +484,14 @@ class SDExtractor(Extractor):
         self.prompt = str(prompt)
         self.tiled = bool(tiled)
         self.tile_size = int(tile_size)
-        self.freeu = bool(freeu)
+        self.freeu = parse_freeu(freeu)
         self.freeu_params = dict(FREEU_GEOAWARE if freeu_params is None else freeu_params)
+        if self.freeu is not None:
+            missing = [k for k in _FREEU_KEYS if k not in self.freeu_params]
+            if missing:
+                raise ValueError(f"freeu_params lacks {missing}")
         self.freeu_inplace = bool(freeu_inplace)
+        self._freeu_stages = freeu_stages(self.unet, self.freeu)
         self.xformers = bool(xformers)
         self._xformers_on = False
         self.input_size = int(input_size)
@@ -376,7 +556,7 @@ class SDExtractor(Extractor):
             "prompt": self.prompt,
             "dtype": dtype_name(self.dtype),
             "tiled": self.tiled,
-            "freeu": self.freeu,
+            "freeu": self.freeu or False,
             "input_size": self.input_size,
             "resample": self.resample,
         }
@@ -385,6 +565,8 @@ class SDExtractor(Extractor):
         if self.freeu:
             cfg["freeu_params"] = dict(sorted(self.freeu_params.items()))
             cfg["freeu_inplace"] = self.freeu_inplace
+        if self.freeu == "geoaware":
+            cfg["freeu_channels"] = list(geoaware_freeu_channels(self.unet))
         return cfg
 
     # ---- conditioning ------------------------------------------------------------------------
@@ -502,10 +684,12 @@ class SDExtractor(Extractor):
             self._taps[layer].module.register_forward_hook(make_hook(layer))
             for layer in self.layers
         ]
-        freeu_was = getattr(self.unet.up_blocks[0], "b1", None)
+        saved_freeu = _suspend_freeu(self.unet)  # only this extractor's `freeu` applies
         try:
-            if self.freeu:
-                self.unet.enable_freeu(**self.freeu_params)
+            if self.freeu == "diffusers":
+                self.unet.enable_freeu(**{k: self.freeu_params[k] for k in _FREEU_KEYS})
+            elif self.freeu == "geoaware":
+                handles += self._geoaware_hooks()
             t = torch.full((z_t.shape[0],), self.timestep, device=z_t.device, dtype=torch.long)
             enc = cond.expand(z_t.shape[0], -1, -1)
             try:
@@ -515,24 +699,32 @@ class SDExtractor(Extractor):
         finally:
             for h in handles:
                 h.remove()
-            if self.freeu and not freeu_was:
-                self.unet.disable_freeu()
+            _resume_freeu(self.unet, saved_freeu)
         missing = [layer for layer in self.layers if layer not in captured]
         if missing:
             raise RuntimeError(f"SD layers {missing} were not reached by the UNet forward pass")
-        if self.freeu and self.freeu_inplace:
+        if self.freeu is not None and self.freeu_inplace:
             for layer in self.layers:
-                consumer = self._taps[layer].consumer
-                if consumer is None:
+                stage = self._freeu_stages.get(layer)
+                if stage is None:
                     continue
-                block = self.unet.up_blocks[consumer[0]]
-                idx = getattr(block, "resolution_idx", consumer[0])
-                factor = {0: self.freeu_params["b1"], 1: self.freeu_params["b2"]}.get(idx)
-                if factor is not None:  # as diffusers' apply_freeu does to its input, in place
-                    h = captured[layer]
-                    half = h.shape[1] // 2
-                    h[:, :half] = h[:, :half] * factor
+                # the backbone scaling of the layer's input, in place (as FreeU does to h)
+                factor = self.freeu_params[f"b{stage}"]
+                h = captured[layer]
+                half = h.shape[1] // 2
+                h[:, :half] = h[:, :half] * factor
         return {f"sd{layer}": captured[layer].float() for layer in self.layers}
+
+    def _geoaware_hooks(self) -> list[Any]:
+        """Forward pre-hooks applying GeoAware's FreeU rule to the decoder resnets' inputs."""
+        channels = decoder_channels(self.unet)
+        resnets = [r for blk in self.unet.up_blocks for r in blk.resnets]
+        handles = []
+        for layer, stage in sorted(self._freeu_stages.items()):
+            b, s = self.freeu_params[f"b{stage}"], self.freeu_params[f"s{stage}"]
+            hook = _freeu_pre_hook(channels[layer][0], b, s)
+            handles.append(resnets[layer].register_forward_pre_hook(hook, with_kwargs=True))
+        return handles
 
     def features(self, pixels: torch.Tensor, cond: torch.Tensor) -> FeatureMaps:
         """Encode once, then average the UNet features over the ensemble's noise draws."""

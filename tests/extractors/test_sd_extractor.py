@@ -293,6 +293,7 @@ def test_config_covers_every_option(tiny):
         dict(prompt="a photo of a {category}"),
         dict(tiled=True, tile_size=128),
         dict(freeu=True),
+        dict(freeu="geoaware"),
         dict(input_size=256),
     ]
     seen = [base]
