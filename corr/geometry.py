@@ -148,7 +148,7 @@ class Stretch:
             )
         if resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
-        return np.asarray(
+        return np.array(  # a writable copy, as Letterbox.apply returns
             Image.fromarray(image).resize((self.size, self.size), resample=RESAMPLE[resample])
         )
 

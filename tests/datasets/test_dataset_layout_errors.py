@@ -60,7 +60,8 @@ def test_ap10k_builder_wrong_raw(tmp_path: Path) -> None:
     (tmp_path / "raw/annotations/ap10k-train-split1.json").write_text("{}")
     with pytest.raises(DatasetLayoutError) as err:
         build_ap10k(tmp_path / "raw", tmp_path / "out")
-    assert err.value.missing == tmp_path / "raw/annotations/ap10k-val-split1.json"
+    # the files are read in the notebook's order (train, test, val): test is the first missing
+    assert err.value.missing == tmp_path / "raw/annotations/ap10k-test-split1.json"
     assert "ap10k-{train,val,test}-split1.json" in str(err.value)
 
 
