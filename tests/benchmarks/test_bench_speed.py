@@ -1,39 +1,20 @@
-"""benchmarks/bench_speed.py at toy size: every stage timed, the ratio and memory reported."""
+"""benchmarks/bench_speed.py (code in benchmarks/speed/) at toy size: the stages it reports,
+the A/B interleaving and its ratio, the extrapolation, and partial results after a stop."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import statistics
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "demos" / "assets"
-
-STAGES = [
-    "build_sd",
-    "build_dino",
-    "letterbox",
-    "vae_encode",
-    "unet",
-    "sd_total",
-    "dino_forward",
-    "fusion",
-    "match_points",
-    "match_dense",
-    "single_pair",
-    "dense_pair",
-    "eval_total",
-    "eval_per_pair",
-    "ref_build",
-    "ref_vae_encode",
-    "ref_unet_full",
-    "ref_vae_decode",
-    "ref_sd_total",
-    "ref_dino_forward",
-    "ref_fusion",
-    "ref_match_points",
-    "ref_per_pair",
-]
 
 
 def _load():
@@ -41,16 +22,48 @@ def _load():
         "_bench_speed", REPO / "benchmarks" / "bench_speed.py"
     )
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path: ``speed`` is importable
     return module
 
 
 bench = _load()
+import speed.matching  # noqa: E402
+from speed import extraction, interleave, workloads  # noqa: E402
+
+# figures of every stage, by unit
+PER_IMAGE = ["letterbox", "vae_encode", "unet", "sd_total", "dino_forward", "ab_ours_extract"]
+PER_PAIR = [
+    "fusion",
+    "match_points",
+    "match_dense",
+    "single_pair",
+    "dense_pair",
+    "match_cached",
+    "match_cached_flip",
+    "eval_per_pair",
+    "ab_ours_match",
+    "ref_per_pair",
+    "spair_ours_per_pair",
+]
+RATES = {
+    "eval_extract_rate": "images/s",
+    "flip_extract_rate": "images/s",
+    "extract_b1_w0": "images/s",
+    "extract_b4_w0": "images/s",
+    "extract_b4_w2": "images/s",
+    "match_cached_rate": "pairs/s",
+    "match_cached_flip_rate": "pairs/s",
+    "ratio_spair": "x",
+    "ratio_eval": "x",
+    "ratio_cold": "x",
+    "spair_ours_h": "h total",
+    "spair_ours_flip_h": "h total",
+    "spair_ref_h": "h total",
+}
 
 
-def test_tiny_benchmark_reports_every_stage(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    argv = [
+def _argv(out: Path, *extra: str) -> list[str]:
+    return [
         "--tiny",
         "--sd-size",
         "128",
@@ -62,8 +75,6 @@ def test_tiny_benchmark_reports_every_stage(tmp_path, capsys):
         "cpu",
         "--pairs",
         "3",
-        "--reference-pairs",
-        "1",
         "--points",
         "20",
         "--out",
@@ -71,25 +82,124 @@ def test_tiny_benchmark_reports_every_stage(tmp_path, capsys):
         "--image-files",
         str(ASSETS / "gazelle.jpg"),
         str(ASSETS / "jaguar.jpg"),
+        *extra,
     ]
-    assert bench.main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert bench.main(_argv(out, "--reference-pairs", "2")) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_every_stage_reported_with_its_unit(full_run, capsys):
+    data, out = full_run
+    st = data["stages"]
+    assert data["complete"] is True
+    assert data["stages_done"] == ["single_pair", "evaluation", "ab_rounds", "flip", "extraction"]
+    for key in PER_IMAGE:
+        assert st[key]["unit"] == "s/image", key
+    for key in PER_PAIR:
+        assert st[key]["unit"] == "s/pair", key
+    for key, unit in RATES.items():
+        assert st[key]["unit"] == unit, key
+    for key, f in st.items():  # every figure names its resolution / grid and device
+        assert "cpu" in f["context"], key
+    assert "SD 128 / DINO 112 px, fp32" in st["eval_per_pair"]["context"]
+    assert "4 tiles of 64" in st["ref_per_pair"]["context"]
+    # each image extracted once for the 3 pairs; the pair stage read only the cache
+    assert data["evaluation"]["extractions"] == 2 and data["evaluation"]["pairs"] == 3
+    assert len(st["match_cached"]["samples"]) == 3
+    assert st["match_cached_rate"]["value"] == pytest.approx(
+        3 / sum(data["evaluation"]["match_s_per_pair"]), rel=1e-3
+    )
+    variants = data["extraction"]["variants"]
+    assert [(v["batch_size"], v["num_workers"]) for v in variants] == [(1, 0), (4, 0), (4, 2)]
+    assert variants[0]["measured_in"] == "evaluation stage 1"
+    assert all(v["images"] == 2 for v in variants)
+    assert data["flip"]["mirrored_sources"] == 2  # both photos are sources of the 3 pairs
+    assert set(data["memory"]["phases_mb"]) == set(data["stages_done"])
+    assert data["config"]["weights"] == "random" and "random weights" in data["note"]
+    assert data["config"]["sd_size"] == 128 and data["config"]["reference_tile"] == 64
+    m = data["machine"]
+    assert m["torch"] and len(m["loadavg_1_5_15_before"]) == 3 and m["cpu_count"] >= 1
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert [r["key"] for r in rows] == list(st)
+
+
+def test_ab_rounds_alternate_and_give_the_ratio(full_run):
+    data, _ = full_run
+    rounds = data["ab_rounds"]
+    assert len(rounds) == 2
+    order = [x for r in rounds for x in r["order"]]
+    starts = [t for r in rounds for t in r["started_at"]]
+    assert order == ["A", "B", "A", "B"] and starts == sorted(starts)
+    for r in rounds:
+        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
+    assert [r["pair"] for r in rounds] == data["config"]["pair_indices"][:2]
+
+    def ratio(images, pairs):
+        ours = [
+            r["ours_extract_s_per_image"] * images / pairs + r["ours_match_s_per_pair"]
+            for r in rounds
+        ]
+        ref = [r["reference_s_per_pair"] for r in rounds]
+        return statistics.median(ref) / statistics.median(ours)
+
+    rat = data["ratio"]
+    assert rat["spair_test"]["ratio"] == pytest.approx(ratio(1800, 12234), abs=0.006)
+    assert rat["this_evaluation"]["ratio"] == pytest.approx(ratio(2, 3), abs=0.006)
+    assert rat["no_reuse"]["ratio"] == pytest.approx(ratio(2, 1), abs=0.006)
+    assert data["stages"]["ratio_spair"]["value"] == rat["spair_test"]["ratio"]
+    assert rat["target_met_spair"] == (rat["spair_test"]["ratio"] >= 10)
+    # amortising extraction over more pairs per image can only raise the ratio
+    assert rat["spair_test"]["ratio"] > rat["this_evaluation"]["ratio"] > rat["no_reuse"]["ratio"]
+
+
+def test_extrapolation_is_the_formula_on_the_measured_rates(full_run):
+    data, _ = full_run
+    ex, st = data["extrapolation"], data["stages"]
+    assert "extrapolation" in ex["what"]
+    best = max(data["extraction"]["variants"], key=lambda v: v["images_per_s"])
+    assert ex["images_per_s"] == best["images_per_s"]
+    assert ex["pairs_per_s"] == st["match_cached_rate"]["value"]
+    ips, pps, ppsf = ex["images_per_s"], ex["pairs_per_s"], ex["pairs_per_s_flip"]
+    assert ex["ours"]["total_s"] == pytest.approx(1800 / ips + 12234 / pps, abs=2e-3)
+    assert ex["ours_flip"]["total_s"] == pytest.approx(3600 / ips + 12234 / ppsf, abs=2e-3)
+    assert st["spair_ours_h"]["value"] == pytest.approx(ex["ours"]["total_s"] / 3600, abs=1e-3)
+    ref = st["ref_per_pair"]["value"]
+    assert ex["reference"]["total_s"] == pytest.approx(12234 * ref, abs=0.1)
+    w = workloads.workload_seconds(1800, 12234, 2.0, 100.0)
+    assert w == {
+        "extract_s": 900.0,
+        "match_s": 122.34,
+        "total_s": 1022.34,
+        "per_pair_s": 1022.34 / 12234,
+    }
+
+
+def test_partial_results_survive_a_stop_mid_run(tmp_path, monkeypatch, capsys):
+    def killed(*_a, **_k):
+        raise KeyboardInterrupt  # stands for a run stopped during the flip stage
+
+    monkeypatch.setattr(speed.matching, "run_flip_matching", killed)
+    out = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(_argv(out, "--reference-pairs", "1"))
     data = json.loads(out.read_text())
-    for key in STAGES:
-        assert data["stages"][key]["seconds"] > 0, key
-        assert data["stages"][key]["unit"] in ("s once", "s/image", "s/pair", "s total"), key
-    assert data["config"]["sd_size"] == 128 and data["config"]["dino_size"] == 112
-    assert data["config"]["reference_tile"] == 64
-    assert data["evaluation"]["extractions"] == 2  # each image extracted once for 3 pairs
-    assert data["ratio"]["reference_over_ours_eval"] > 0
-    assert data["ratio"]["reference_over_ours_single_pair"] > 0
-    assert data["memory"]["peak_mb"] > 0 and data["memory"]["phases_mb"]
-    assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1
-    assert "random weights" in data["note"]
-    table = capsys.readouterr().out
-    assert "s/image" in table and "s/pair" in table and "ratio reference / ours" in table
+    assert data["complete"] is False
+    assert data["stages_done"] == ["single_pair", "evaluation", "ab_rounds"]
+    assert "ratio_spair" in data["stages"] and "match_cached_rate" in data["stages"]
+    assert "flip" not in data and "extraction" not in data and "spair_ours_h" not in data["stages"]
+    assert len(data["ab_rounds"]) == 1
+    assert out.with_suffix(".csv").is_file()
+    assert not list(tmp_path.glob("*.tmp*"))  # written through a temp file + os.replace
+    err = capsys.readouterr().err
+    assert "stage done: evaluation" in err and "A/B round 1/1" in err  # progress on stderr
 
 
-def test_sizes_and_pairs():
+def test_sizes_pairs_variants():
     args = bench.build_parser().parse_args(["--resolution-scale", "0.5"])
     assert bench.resolve_sizes(args) == {"sd": 512, "dino": 420, "tile": 256}
     args = bench.build_parser().parse_args([])
@@ -105,3 +215,18 @@ def test_sizes_and_pairs():
     ]
     pts = bench.query_grid(640, 427, 20)
     assert pts.shape == (20, 2) and (pts[:, 0] < 640).all() and (pts[:, 1] < 427).all()
+    assert extraction.parse_variant("4x2") == (4, 2)
+    with pytest.raises(ValueError, match="BATCHxWORKERS"):
+        extraction.parse_variant("4")
+    assert interleave.TARGET_RATIO == 10.0
+
+
+def test_entry_point_runs_as_a_script():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_speed.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "--extract-variants" in res.stdout and "--reference-pairs" in res.stdout
