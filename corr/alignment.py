@@ -124,15 +124,7 @@ def reference_masked_distance(
 
 def mask_to_grid(mask: np.ndarray, letterbox: Letterbox, grid: int) -> torch.Tensor:
     """An ``(H, W)`` mask in original pixels -> ``(grid, grid)`` bool (cell area mostly inside)."""
-    m = np.asarray(mask)
-    if m.ndim == 3:
-        m = m[..., 0]
-    if m.shape != (letterbox.height, letterbox.width):
-        raise ValueError(
-            f"mask is {m.shape[1]}x{m.shape[0]} but its image is {letterbox.width}x{letterbox.height}"
-        )
-    rgb = np.repeat((m > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
-    boxed = letterbox.apply(rgb, resample="nearest")[..., 0].astype(np.float32) / 255.0
+    boxed = letterbox_mask(mask, letterbox)
     pooled = F.adaptive_avg_pool2d(torch.from_numpy(boxed)[None, None], grid)[0, 0]
     return pooled > 0.5
 
