@@ -179,7 +179,7 @@ def extract_features(
             f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}"
         )
     t0 = time.perf_counter()
-    unique = list(dict.fromkeys(items))
+    unique = _unique(items)
     report = ExtractReport(n_images=len(unique), batch_size=batch_size)
     todo: list[ImageItem] = []
     for item in unique:
@@ -236,6 +236,19 @@ def extract_features(
     bar.close()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _unique(items: Sequence[ImageItem]) -> list[ImageItem]:
+    """Items in order, repeats dropped: equal paths are one image, an array is itself."""
+    seen: set = set()
+    out = []
+    for it in items:
+        image = str(it.image) if isinstance(it.image, (str, os.PathLike)) else id(it.image)
+        key = (image, it.category, it.mirrored)
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+    return out
 
 
 def _run_batch(

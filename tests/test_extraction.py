@@ -106,6 +106,18 @@ def test_out_of_memory_splits_the_batch_then_says_what_to_do():
         run_adaptive(_OOMAbove(limit=0), torch.zeros(1, 3, 4, 4), None)
 
 
+def test_arrays_are_extracted_too(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 255, (40 + 10 * i, 60, 3), dtype=np.uint8) for i in range(3)]
+    m = Matcher(TINY, pretrained=False, memory_cache=8)
+    report = m.extract([*arrays, arrays[0]], batch_size=2, progress=False)
+    assert (report.n_images, report.computed) == (3, 3)  # the repeated array counts once
+    for a in arrays:
+        before = m.cache.misses
+        m.features(a)
+        assert m.cache.misses == before  # served from the cache
+
+
 def test_item_names_and_argument_checks(tmp_path):
     assert ImageItem("a.jpg", mirrored=True).name == "a.jpg (mirrored)"
     m = Matcher(TINY, pretrained=False)
