@@ -264,8 +264,7 @@ def environment() -> dict[str, Any]:
         "diffusers",
         "timm",
         "numpy",
-        "scikit-learn",
-        "opencv-python-headless",
+        "huggingface_hub",
     ):
         try:
             versions[pkg] = md.version(pkg)
