@@ -25,12 +25,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .eval.cli import PROTOCOL_NAMES, add_extractor_arguments
+    from .eval.cli import PROTOCOL_NAMES, HelpFormatter, add_extractor_arguments
 
     p = argparse.ArgumentParser(
         prog="python -m corr.extract",
         description="Extract features of a folder or list of images into a feature store.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--images", required=True, help="a folder (searched recursively) or a text file of paths"

@@ -24,6 +24,18 @@ from pathlib import Path
 from ..protocols import PROTOCOLS as _PROTOCOLS
 
 PROTOCOL_NAMES = tuple(_PROTOCOLS)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows a default once: only when it is set and the help text does not already give it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 DATASETS = ("spair", "pfpascal", "ap10k")
 DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
 SD_OPTION_FLAGS = {
@@ -43,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m corr.eval",
         description="Evaluate zero-shot semantic correspondence (PCK, both averages, geometry-aware subset).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "dataset",
@@ -306,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..pipeline import Matcher
         from ..protocols import get_protocol
 
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be a positive number of pairs, got {args.limit}")
         if args.batch_size < 1 or args.num_workers < 0 or args.memory_cache_gb < 0:
             raise ValueError(
                 f"--batch-size must be >= 1, --num-workers and --memory-cache-gb >= 0 (got "
@@ -383,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     opts.flip_table,
                     opts.tables_rule,
                     opts.pck,
+                    opts.limit,
                     specs,
                     {k: v for k, v in matcher_kwargs.items() if k not in ("device", "compile")},
                 ],
@@ -418,9 +433,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if ctx.active:
             say(f"{ctx.world} processes: each takes a shard of the images, then of the pairs")
-        run_eval(
-            opts, matcher, out, progress=not args.no_progress and ctx.is_main, log=say, ctx=ctx
-        )
+        try:
+            run_eval(
+                opts, matcher, out, progress=not args.no_progress and ctx.is_main, log=say, ctx=ctx
+            )
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: everything finished so far is saved in {out} (features in its "
+                "cache, one line per finished pair); run the same command to resume",
+                file=sys.stderr,
+            )
+            return 130
         ctx.close()
         return 0
     except (
@@ -430,9 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         KeyError,
         ImportError,
-        AttributeError,
-        TypeError,
-    ) as err:
+    ) as err:  # bad input only (ExtractorSpecError is a ValueError); bugs keep their traceback
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -301,7 +301,6 @@ def environment() -> dict[str, Any]:
 
 
 _NOT_IDENTITY = (
-    "limit",
     "skip_bad",
     "extra",
     "batch_size",
@@ -610,6 +609,7 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         geo_groups=run.get("geo_groups"),
         tables_rule=run.get("tables_rule", "ids"),
         pck=run.get("pck", "<"),
+        limit=run.get("limit"),
     )
     store = PredictionStore(out, own=None)  # read-only: re-scoring never rewrites a file
     for problem in store.problems:

@@ -38,6 +38,10 @@ def describe_extractors() -> dict[str, str]:
     return {n: _DOCS.get(n, "") for n in list_extractors()}
 
 
+class ExtractorSpecError(ValueError):
+    """A ``"module:factory"`` spec that names no factory, or a factory that returns no extractor."""
+
+
 def load_factory(spec: str) -> Callable[..., Extractor]:
     """``"package.module:factory"`` -> the callable it names."""
     module_name, _, attr = spec.partition(":")
@@ -49,12 +53,16 @@ def load_factory(spec: str) -> Callable[..., Extractor]:
         raise ImportError(
             f"extractor {spec!r}: cannot import module {module_name!r}: {err}"
         ) from err
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise AttributeError(
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ExtractorSpecError(
             f"extractor {spec!r}: module {module_name!r} has no attribute {attr!r}"
-        ) from None
+        )
+    if not callable(factory):
+        raise ExtractorSpecError(
+            f"extractor {spec!r}: {attr!r} is a {type(factory).__name__}, not a factory function"
+        )
+    return factory
 
 
 def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
@@ -74,7 +82,7 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
             )
         ext = _REGISTRY[name](pretrained=pretrained, **kwargs)
     if not isinstance(ext, Extractor):
-        raise TypeError(
+        raise ExtractorSpecError(
             f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor"
         )
     return ext

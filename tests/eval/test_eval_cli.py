@@ -81,8 +81,7 @@ def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monk
         return real_match(self, *a, **k)
 
     monkeypatch.setattr(Matcher, "match", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main(_args(minireal, cut, "--limit", "10", *cache))
+    assert main(_args(minireal, cut, "--limit", "10", *cache)) == 130  # Ctrl-C: saved, resumable
     monkeypatch.setattr(Matcher, "match", real_match)
     assert len((cut / "predictions.jsonl").read_text().splitlines()) == 4
     with open(cut / "predictions.jsonl", "a") as f:
@@ -246,3 +245,42 @@ def test_prompt_categories_are_per_image_for_ap10k():
     assert prompt_categories(Rec()) == ("cat", "leopard")
     Rec.flags = {}
     assert prompt_categories(Rec()) == "Felidae"
+
+
+def test_limit_must_be_positive_and_is_part_of_the_run(minireal, tmp_path, capsys):
+    base = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", MOBILENET]
+    for bad in ("0", "-1"):
+        assert main([*base, "--limit", bad, "--out", str(tmp_path / "x")]) == 2
+        assert "--limit must be a positive number of pairs" in capsys.readouterr().err
+    out = str(tmp_path / "run")
+    assert main([*base, "--limit", "3", "--out", out, "--no-progress"]) == 0
+    # a run of another size into the same folder is refused, not mixed
+    assert main([*base, "--limit", "5", "--out", out, "--no-progress"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_where_the_run_stopped(minireal, tmp_path, capsys, monkeypatch):
+    import corr.eval.runner as runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_eval", interrupted)
+    code = main(_args(minireal, tmp_path / "r", "--limit", "2"))
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "run the same command to resume" in err
+    assert "Traceback" not in err
+
+
+def test_help_gives_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "images per extraction batch (default: 1)" in " ".join(text.split())
+
+
+def test_a_non_factory_is_named(minireal, tmp_path, capsys):
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--out", str(tmp_path / "o")]
+    assert main([*args, "--extractor", "corr.contrib.mobilenet:DEFAULT_STAGES"]) == 2
+    assert "'DEFAULT_STAGES' is a tuple, not a factory function" in capsys.readouterr().err
