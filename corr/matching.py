@@ -77,6 +77,7 @@ def match_points(
         mask = torch.as_tensor(target_mask, dtype=torch.bool, device=src.device).reshape(-1)
         if not bool(mask.any()):
             raise ValueError("target_mask excludes every target cell")
+    window = min(window, max(ht, wt))  # a larger window covers nothing more, only costs memory
     offsets = _window_offsets(window, src.device) if method == "softargmax" else None
     coords_out, conf_out = [], []
     for start in range(0, idx.numel(), chunk):

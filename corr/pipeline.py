@@ -233,6 +233,11 @@ class Matcher:
             cache_dir, memory_items=memory_cache, memory_bytes=memory_cache_bytes
         )
         # validate the matching options now rather than at the first pair
+        if self.window < 0 or self.temperature <= 0:
+            raise ValueError(
+                f"window must be >= 0 and temperature > 0, got window={self.window}, "
+                f"temperature={self.temperature}"
+            )
         _check_choice("method", self.method, METHODS)
         _check_choice("window_mode", self.window_mode, WINDOW_MODES)
         _check_choice("fusion", self.fusion, ("copca", "concat"))

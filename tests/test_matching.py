@@ -81,3 +81,12 @@ def test_dense_and_mutual():
     a = src.reshape(16, -1).T
     b = tgt.reshape(16, -1).T
     assert mutual_nearest_neighbours(a, b).all()
+
+
+def test_a_huge_window_is_the_whole_grid_and_costs_no_more():
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.randn(8, 6, 6, generator=g), torch.randn(8, 6, 6, generator=g)
+    cells = torch.tensor([[0, 0], [5, 5], [2, 3]])
+    whole, _ = match_points(src, tgt, cells, "softargmax", 6)
+    huge, _ = match_points(src, tgt, cells, "softargmax", 100_000)  # would be 4e10 offsets
+    assert torch.equal(whole, huge)

@@ -219,3 +219,12 @@ def test_compiled_extractors_give_the_eager_features():
     assert getattr(ext.extract, "_torchdynamo_orig_callable", None) is not None  # dynamo wrapper
     got = compiled.features(img).maps[0]["dino"]
     torch.testing.assert_close(got, eager, rtol=2e-3, atol=2e-3)  # fp16-rounded either way
+
+
+def test_bad_window_is_refused_when_the_matcher_is_built():
+    from corr.pipeline import Matcher
+
+    with pytest.raises(ValueError, match="window must be >= 0"):
+        Matcher(["dinov2-tiny"], pretrained=False, window=-1)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        Matcher(["dinov2-tiny"], pretrained=False, temperature=0)
