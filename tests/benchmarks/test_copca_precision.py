@@ -20,9 +20,9 @@ def _module():
 
 def test_float32_copca_keeps_the_float64_matches():
     mod = _module()
-    images = mod.minireal_images(4)  # the two demo photos come first: no shared/ needed
+    images = mod.minireal_images(4)  # the two demo photos first: a public clone has one pair
     res = mod.agreement(images, n_pairs=3, dim=64)
     o = res["overall"]
-    assert o["cells"] == 3 * 56 * 56
+    assert o["cells"] == min(3, len(images) * (len(images) - 1) // 2) * 56 * 56
     assert o["share"] >= 0.999, o  # measured 99.995% over 12 pairs
     assert o["max_sim_diff"] < 1e-3  # the rare changes are near-ties
