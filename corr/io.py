@@ -19,9 +19,11 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
     """Any supported image -> ``(H, W, 3)`` uint8 RGB array.
 
     Accepts a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``
-    (uint8, or float in [0, 1]), or a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` (uint8, or float in
-    [0, 1]). Pixels are used as stored: EXIF orientation is not applied, so keypoints annotated
-    on the stored pixels stay valid. ``name`` is used in error messages.
+    (uint8, uint16, or float in [0, 1]), or a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` (same
+    types). 16-bit pixels (arrays, and 16-bit grayscale files such as 16-bit PNGs) are scaled to
+    8 bits (``round(v / 257)``), not clipped; non-finite float pixels are refused. Pixels are
+    used as stored: EXIF orientation is not applied, so keypoints annotated on the stored pixels
+    stay valid. ``name`` is used in error messages.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -29,11 +31,11 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
             raise FileNotFoundError(f"{name}: no such image file: {path}")
         try:
             with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
+                return _pil_rgb(im, f"{name} ({path})")
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"{name}: cannot read image file {path}: {err}") from err
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return _pil_rgb(image, name)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 4 and t.shape[0] == 1:
@@ -54,12 +56,19 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
         arr = arr[:, :, :3]
-        if arr.dtype != np.uint8:
+        if arr.dtype == np.uint16:
+            arr = _from_16bit(arr)
+        elif arr.dtype != np.uint8:
             if not np.issubdtype(arr.dtype, np.floating):
                 raise ValueError(
-                    f"{name}: array images must be uint8 or float in [0, 1], got {arr.dtype}"
+                    f"{name}: array images must be uint8, uint16 or float in [0, 1], got {arr.dtype}"
                 )
-            if np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                raise ValueError(
+                    f"{name}: {bad} pixel value(s) are NaN or infinite; fill or mask them first"
+                )
+            if arr.min() < 0 or arr.max() > 1:
                 raise ValueError(f"{name}: float images must lie in [0, 1]")
             arr = np.round(arr * 255).astype(np.uint8)
         if arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -68,6 +77,28 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
     raise TypeError(
         f"{name}: expected a path, PIL image, numpy array or tensor, got {type(image).__name__}"
     )
+
+
+def _from_16bit(arr: np.ndarray) -> np.ndarray:
+    """16-bit pixels -> 8 bits, ``round(v / 257)`` (65535 -> 255)."""
+    return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def _pil_rgb(im: Image.Image, name: str) -> np.ndarray:
+    """A PIL image -> ``(H, W, 3)`` uint8; 16-bit grayscale is scaled, not clipped."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(
+                f"{name}: {im.mode} pixels outside 0..65535 (a 32-bit image); convert it to 8 bits"
+            )
+        gray = _from_16bit(arr.astype(np.uint16))
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if im.mode == "F":
+        raise ValueError(
+            f"{name}: a 32-bit float image; convert it to 8 bits (or pass an array in [0, 1])"
+        )
+    return np.asarray(im.convert("RGB"))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
