@@ -98,7 +98,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import DatasetLayoutError, PairRecord, frozen, make_kps, read_json
+from .records import DatasetLayoutError, PairRecord, frozen, inside, make_kps, read_json
 
 __all__ = ["load_ap10k", "build_ap10k", "crowd_list", "AP10K_SUBSETS", "NUM_KEYPOINTS", "main"]
 
@@ -151,11 +151,12 @@ def _split_dir(subset: str, split: str) -> str:
     return split + AP10K_SUBSETS[subset]
 
 
-def _rel_under(root: Path, path: str, anchor: str) -> Path:
-    """Resolve a stored path relative to ``root`` (also paths such as data/ap-10k/{anchor}/...)."""
+def _rel_under(root: Path, path: str, anchor: str, where: str = "AP-10K") -> Path:
+    """Resolve a stored path relative to ``root`` (also paths such as data/ap-10k/{anchor}/...);
+    a path that would leave ``root`` is refused, naming ``where`` it came from."""
     p = path.replace("\\", "/")
     i = p.find(anchor + "/")
-    return root / p[i:] if i >= 0 else root / p
+    return inside(root, p[i:] if i >= 0 else p, where)
 
 
 def _triples(kps: Any, where: str) -> np.ndarray:
@@ -182,7 +183,7 @@ def _side(data: dict, side: str, root: Path, cache: dict, where: str) -> dict:
             jp = data.get(f"{side}_json_path")
             if not jp:
                 raise ValueError(f"AP-10K: {where}: no {side}_kps and no {side}_json_path")
-            path = _rel_under(root, jp, "ImageAnnotation")
+            path = _rel_under(root, jp, "ImageAnnotation", f"AP-10K: {where}")
             if path not in cache:
                 if not path.is_file():
                     raise DatasetLayoutError("AP-10K", _LAYOUT, path)
@@ -201,9 +202,9 @@ def _side(data: dict, side: str, root: Path, cache: dict, where: str) -> dict:
         size = (annotation()["width"], annotation()["height"])
     image = data.get(f"{side}_image")
     if image:
-        img_path = root / image
+        img_path = inside(root, image, f"AP-10K: {where}: {side}_image")
     elif data.get(f"{side}_json_path"):
-        rel = _rel_under(Path(), data[f"{side}_json_path"], "ImageAnnotation")
+        rel = _rel_under(Path(), data[f"{side}_json_path"], "ImageAnnotation", f"AP-10K: {where}")
         parts = ["JPEGImages" if part == "ImageAnnotation" else part for part in rel.parts]
         img_path = (root / Path(*parts)).with_suffix(".jpg")
     else:
@@ -386,6 +387,7 @@ def _select_images(
                 f"AP-10K: annotation {first.get('id')} has no num_keypoints (the reference "
                 "filters on the stored count)"
             )
+        inside(Path("data"), str(im["file_name"]), f"AP-10K raw release: image {iid}: file_name")
         image = _Image(
             id=iid,
             file_name=str(im["file_name"]),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DatasetLayoutError, PairRecord, frozen, image_size, make_kps
+from .records import DatasetLayoutError, PairRecord, frozen, image_size, inside, make_kps
 
 __all__ = ["load_pfpascal", "PASCAL_CLASSES"]
 
@@ -135,7 +135,8 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[PairRecord]:
         trg_xy = np.column_stack([xb, yb]).astype(np.float64).reshape(-1, 2)
         src_vis = np.isfinite(src_xy).all(1) & (src_xy >= 0).all(1)
         trg_vis = np.isfinite(trg_xy).all(1) & (trg_xy >= 0).all(1)
-        src_path, trg_path = base / src_rel, base / trg_rel
+        src_path = inside(base, src_rel, f"PF-Pascal: {where}")
+        trg_path = inside(base, trg_rel, f"PF-Pascal: {where}")
         src_size, trg_size = size_of(src_path), size_of(trg_path)
         flags: dict = {"csv_row": row_no}
         if trg_size is None or src_size is None:

@@ -15,11 +15,28 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "inside",
     "PairRecord",
     "DatasetLayoutError",
     "check_images",
     "image_size",
 ]
+
+
+def inside(root: Path, relative: str | Path, where: str) -> Path:
+    """``root / relative``, refusing a path from a data file that leaves ``root``.
+
+    ``where`` names the data file (and line or field) the path came from. Symbolic links inside
+    ``root`` are not followed for the check, so a data set may link its images from elsewhere;
+    ``..`` components and absolute paths are what is refused.
+    """
+    rel = Path(str(relative).replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(
+            f"{where}: the path {str(relative)!r} leaves the data set folder {root}; "
+            "paths in data files must stay inside it (no '..', not absolute)"
+        )
+    return Path(root) / rel
 
 
 class DatasetLayoutError(FileNotFoundError):

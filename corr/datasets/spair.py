@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DatasetLayoutError, PairRecord, frozen, make_kps, read_json, read_lines
+from .records import (
+    DatasetLayoutError,
+    PairRecord,
+    frozen,
+    inside,
+    make_kps,
+    read_json,
+    read_lines,
+)
 
 __all__ = ["load_spair", "SPAIR_SPLITS"]
 
@@ -186,8 +194,8 @@ def _load_pair(path: Path, root: Path, anns: _Annotations) -> PairRecord:
         dataset="spair",
         pair_id=path.stem,
         category=cat,
-        src_image=root / "JPEGImages" / cat / src_name,
-        tgt_image=root / "JPEGImages" / cat / trg_name,
+        src_image=inside(root, Path("JPEGImages") / cat / src_name, f"SPair-71k: {path}"),
+        tgt_image=inside(root, Path("JPEGImages") / cat / trg_name, f"SPair-71k: {path}"),
         src_kps=make_kps(src_xy, src_vis),
         tgt_kps=make_kps(trg_xy, trg_vis),
         src_vis=frozen(src_vis),
