@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -24,9 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from .io import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger("corr")
+ENTRY_FORMAT = "corr-features-1"
 
 
 def image_key(image: np.ndarray) -> str:
@@ -139,10 +144,7 @@ class FeatureCache:
         if self.root is not None:
             path = self._path(ckey, ikey)
             if path.is_file():
-                try:
-                    maps = load_file(str(path))
-                except Exception:  # a corrupt entry is recomputed, never trusted
-                    maps = None
+                maps = _read_entry(path, ckey, ikey)
                 if maps is not None:
                     with self._lock:
                         self._remember((ckey, ikey), maps)
@@ -161,7 +163,8 @@ class FeatureCache:
         if self.root is not None:
             if self.write_configs:
                 self.write_config(config)
-            atomic_write_bytes(self._path(ckey, ikey), save(half))
+            meta = {"format": ENTRY_FORMAT, "config_key": ckey, "image_key": ikey}
+            atomic_write_bytes(self._path(ckey, ikey), save(half, metadata=meta))
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Write ``{root}/{config_key}/config.json`` (what the key stands for) if missing."""
@@ -185,6 +188,35 @@ class FeatureCache:
         ):
             _, old = self._memory.popitem(last=False)
             self._held -= _nbytes(old)
+
+
+def _read_entry(path: Path, ckey: str, ikey: str) -> dict[str, torch.Tensor] | None:
+    """One cache entry, verified: written by this format for this (configuration, image), fp16
+    ``(C, h, w)`` maps with finite values. Anything else is discarded with a warning (and then
+    recomputed by the caller), never trusted."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            maps = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        problem = f"unreadable ({err})"
+    else:
+        if meta.get("format") != ENTRY_FORMAT:
+            problem = "written by another version (no record of what made it)"
+        elif (meta.get("config_key"), meta.get("image_key")) != (ckey, ikey):
+            problem = "it records another image or configuration"
+        elif not maps or any(t.dtype != torch.float16 or t.ndim != 3 for t in maps.values()):
+            problem = "its maps are not fp16 (C, h, w) tensors"
+        elif not all(bool(torch.isfinite(t).all()) for t in maps.values()):
+            problem = "it holds NaN or infinite values"
+        else:
+            return maps
+    log.warning("feature cache entry %s discarded: %s; it is recomputed", path, problem)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None
 
 
 def _nbytes(maps: dict[str, torch.Tensor]) -> int:

@@ -1,0 +1,61 @@
+"""The feature cache verifies every entry it reads: a wrong or damaged entry is recomputed."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from corr.cache import FeatureCache, config_key
+from corr.pipeline import Matcher
+
+CFG = {"class": "X", "model": "m"}
+
+
+def _entry(cache: FeatureCache, ikey: str):
+    return cache._path(config_key(CFG), ikey)
+
+
+def test_entries_record_what_made_them_and_are_verified(tmp_path, caplog):
+    cache = FeatureCache(tmp_path, memory_items=0)
+    maps = {"f": torch.randn(4, 3, 3)}
+    cache.put("a" * 32, CFG, maps)
+    got = cache.get("a" * 32, CFG)
+    torch.testing.assert_close(got["f"], maps["f"].half().float())
+    path = _entry(cache, "a" * 32)
+    good = path.read_bytes()
+    bad_entries = {
+        "another image": lambda: save_file(
+            {"f": torch.zeros(4, 3, 3, dtype=torch.float16)},
+            str(path),
+            {"format": "corr-features-1", "config_key": config_key(CFG), "image_key": "b" * 32},
+        ),
+        "no record": lambda: save_file({"f": torch.zeros(4, 3, 3, dtype=torch.float16)}, str(path)),
+        "NaN": lambda: save_file(
+            {"f": torch.full((4, 3, 3), float("nan"), dtype=torch.float16)},
+            str(path),
+            {"format": "corr-features-1", "config_key": config_key(CFG), "image_key": "a" * 32},
+        ),
+        "garbage": lambda: path.write_bytes(b"\x00" * 64),
+    }
+    for what, write in bad_entries.items():
+        write()
+        with caplog.at_level(logging.WARNING, logger="corr"):
+            assert cache.get("a" * 32, CFG) is None, what
+        assert "discarded" in caplog.text and not path.exists(), what
+        caplog.clear()
+        path.write_bytes(good)
+
+
+def test_a_damaged_entry_is_recomputed_by_the_matcher(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    m = Matcher(["dinov2-tiny"], pretrained=False, cache_dir=tmp_path, memory_cache=0)
+    want = m.features(img).maps[0]["dino"]
+    (entry,) = tmp_path.rglob("*.safetensors")
+    save_file({"dino": torch.zeros(48, 12, 12, dtype=torch.float16)}, str(entry))  # wrong content
+    fresh = Matcher(["dinov2-tiny"], pretrained=False, cache_dir=tmp_path, memory_cache=0)
+    torch.testing.assert_close(fresh.features(img).maps[0]["dino"], want)
+    assert fresh.cache.misses == 1  # recomputed, and written again
+    assert entry.exists()
