@@ -93,13 +93,7 @@ class Letterbox:
 
     def apply(self, image: np.ndarray, resample: str = "lanczos") -> np.ndarray:
         """Letterbox an ``(H, W, 3)`` uint8 RGB image into a ``(T, T, 3)`` uint8 square."""
-        if image.shape[:2] != (self.height, self.width):
-            raise ValueError(
-                f"image is {image.shape[1]}x{image.shape[0]} but the letterbox was made for "
-                f"{self.width}x{self.height}"
-            )
-        if resample not in RESAMPLE:
-            raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
+        _check_apply(self, image, resample, "letterbox")
         new_w, new_h = self.new_size
         resized = np.asarray(
             Image.fromarray(image).resize((new_w, new_h), resample=RESAMPLE[resample])
@@ -108,6 +102,17 @@ class Letterbox:
         ox, oy = self.offset
         out[oy : oy + new_h, ox : ox + new_w] = resized
         return out
+
+
+def _check_apply(frame, image: np.ndarray, resample: str, what: str) -> None:
+    """The input checks of a frame's ``apply``: the image's size and a known filter."""
+    if image.shape[:2] != (frame.height, frame.width):
+        raise ValueError(
+            f"image is {image.shape[1]}x{image.shape[0]} but the {what} was made for "
+            f"{frame.width}x{frame.height}"
+        )
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,7 @@ class Stretch:
 
     def apply(self, image: np.ndarray, resample: str = "lanczos") -> np.ndarray:
         """Resize an ``(H, W, 3)`` uint8 RGB image to ``(T, T, 3)``."""
-        if image.shape[:2] != (self.height, self.width):
-            raise ValueError(
-                f"image is {image.shape[1]}x{image.shape[0]} but the frame was made for "
-                f"{self.width}x{self.height}"
-            )
-        if resample not in RESAMPLE:
-            raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
+        _check_apply(self, image, resample, "frame")
         return np.array(  # a writable copy, as Letterbox.apply returns
             Image.fromarray(image).resize((self.size, self.size), resample=RESAMPLE[resample])
         )
