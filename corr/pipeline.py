@@ -301,24 +301,30 @@ class Matcher:
         """Feature maps of one image (its horizontal mirror with ``mirrored=True``), from the
         cache when it has them; a file already extracted is not decoded again."""
         is_path = isinstance(image, (str, os.PathLike))
+        found_key, cached = None, [None] * len(self.extractors)
         if is_path:
             found = self.cache.lookup_path(image, mirrored)
             if found is not None:
-                key, w, h = found
+                found_key, w, h = found
                 cached = [
-                    self.cache.get(key, self._cache_config(e, category)) for e in self.extractors
+                    self.cache.get(found_key, self._cache_config(e, category))
+                    for e in self.extractors
                 ]
                 if all(m is not None for m in cached):
-                    return ImageFeatures(key, w, h, [self._on_device(m) for m in cached])
+                    return ImageFeatures(found_key, w, h, [self._on_device(m) for m in cached])
         arr = load_image(image, name=name)
         if mirrored:
             arr = np.ascontiguousarray(arr[:, ::-1])
         h, w = arr.shape[:2]
         key = image_key(arr)
+        looked_up = key == found_key  # the cache was already asked for this key above
+        if not looked_up:  # (an index entry pointing elsewhere found nothing of this image)
+            cached = [None] * len(self.extractors)
         maps_all = []
-        for ext in self.extractors:
+        for ext, maps in zip(self.extractors, cached, strict=True):
             cfg = self._cache_config(ext, category)
-            maps = self.cache.get(key, cfg)
+            if maps is None and not looked_up:
+                maps = self.cache.get(key, cfg)
             if maps is None:
                 lb = make_frame(w, h, ext.input_size, self.resize)
                 boxed = lb.apply(arr, resample=ext.resample)

@@ -125,3 +125,14 @@ def test_item_names_and_argument_checks(tmp_path):
         m.extract([np.zeros((8, 8, 3), np.uint8)], batch_size=0, progress=False)
     with pytest.raises(ValueError, match="2 images but 1 categories"):
         m.extract([np.zeros((8, 8, 3), np.uint8)] * 2, categories=["a"], progress=False)
+
+
+def test_a_partly_cached_file_is_looked_up_once_and_completed(images, tmp_path):
+    cache = tmp_path / "cache"
+    Matcher(["dinov2-tiny"], pretrained=False, cache_dir=cache).features(images[0])
+    both = Matcher(TINY, pretrained=False, cache_dir=cache, memory_cache=0)
+    both.features(images[0])  # the path index knows the file; only SD is missing
+    assert (both.cache.hits, both.cache.misses) == (1, 1)  # one lookup per extractor, not two
+    again = Matcher(TINY, pretrained=False, cache_dir=cache, memory_cache=0)
+    again.features(images[0])
+    assert (again.cache.hits, again.cache.misses) == (2, 0)
