@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=not args.no_pretrained,
             extractor_options=extractor_options(args, specs),
             dtype=args.dtype,
+            autocast=args.autocast,
             device=ctx.device(args.device),
             cache_dir=args.out,
             memory_cache=0,

@@ -31,6 +31,7 @@ from .alignment import (
 from .cache import FeatureCache, image_key
 from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, create_extractor
+from .extractors.base import autocast_name
 from .fusion import build_descriptors, fusion_weights
 from .geometry import (
     RESIZE_MODES,
@@ -113,6 +114,9 @@ class Matcher:
             weights, for tests and speed benchmarks only.
         extractor_options: per-name keyword arguments for the factories, e.g.
             ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory.
+        autocast: ``"bf16"`` or ``"fp16"``: run every extractor under ``torch.autocast`` (mixed
+            precision; the weights keep ``dtype``, the stored features are as without it); a
+            different feature-cache key from the full-precision features. ``None``: off.
         cache_dir: folder of the on-disk feature cache (``None``: in memory only).
         memory_cache, memory_cache_bytes: the in-memory feature LRU, in images and in bytes.
         compile: run each extractor through ``torch.compile`` (off by default: on this project's
@@ -144,6 +148,7 @@ class Matcher:
         pretrained: bool = True,
         extractor_options: dict[str, dict[str, Any]] | None = None,
         dtype: str | torch.dtype | None = None,
+        autocast: str | torch.dtype | None = None,
         cache_dir: str | Path | None = None,
         memory_cache: int = 4,
         memory_cache_bytes: int | None = None,
@@ -208,6 +213,8 @@ class Matcher:
                 ext = create_extractor(spec, pretrained=pretrained, **kwargs)
                 ext.resample = self.protocol.resample
             ext = ext.to(self.device).eval()
+            if autocast is not None:
+                ext.set_autocast(autocast)
             if compile:  # same features (to float rounding); pays a compilation per input shape
                 ext.extract = torch.compile(ext.extract)
             self.extractors.append(ext)
@@ -280,6 +287,8 @@ class Matcher:
     @staticmethod
     def _extractor_config(ext: Extractor, category: str | None) -> dict[str, Any]:
         cfg = dict(ext.config())
+        if ext.autocast is not None:  # recorded only when on: keys made without it stay valid
+            cfg["autocast"] = autocast_name(ext.autocast)
         if getattr(ext, "uses_category", False):
             cfg["category"] = category
         return cfg

@@ -62,17 +62,23 @@ class Bench:
         return DTYPE_SHORT[self.args.dtype]
 
     @property
+    def precision(self) -> str:
+        """The dtype for labels: ``fp32``, or ``fp32+autocast-bf16`` under autocast."""
+        amp = getattr(self.args, "autocast", None)
+        return self.dtype_short + (f"+autocast-{amp}" if amp else "")
+
+    @property
     def ctx_sd(self) -> str:
-        return f"SD {self.sizes['sd']} px, {self.dtype_short}, {self.device.type}"
+        return f"SD {self.sizes['sd']} px, {self.precision}, {self.device.type}"
 
     @property
     def ctx_dino(self) -> str:
-        return f"DINO {self.sizes['dino']} px, {self.dtype_short}, {self.device.type}"
+        return f"DINO {self.sizes['dino']} px, {self.precision}, {self.device.type}"
 
     @property
     def ctx_pair(self) -> str:
         s = self.sizes
-        return f"SD {s['sd']} / DINO {s['dino']} px, {self.dtype_short}, {self.device.type}"
+        return f"SD {s['sd']} / DINO {s['dino']} px, {self.precision}, {self.device.type}"
 
     @property
     def ctx_match(self) -> str:
@@ -90,7 +96,7 @@ class Bench:
     def ctx_short(self) -> str:
         s = self.sizes
         return (
-            f"SD {s['sd']} / DINO {s['dino']} px, ours {self.dtype_short}, reference fp32, "
+            f"SD {s['sd']} / DINO {s['dino']} px, ours {self.precision}, reference fp32, "
             f"{self.device.type}"
         )
 
@@ -133,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(DTYPE_SHORT),
         default="float32",
         help="our models' dtype (the reference is always float32)",
+    )
+    a(
+        "--autocast",
+        choices=("bf16", "fp16"),
+        default=None,
+        help="run our models under torch.autocast in this dtype (weights keep --dtype)",
     )
     a("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     a("--pairs", type=int, default=6, help="P: pairs in the evaluation")
@@ -243,6 +255,7 @@ def run(args, argv) -> int:
         "reference_tile": sizes["tile"],
         "resolution_scale": args.resolution_scale,
         "dtype": args.dtype,
+        "autocast": args.autocast,
         "reference_dtype": "float32",
         "copca_dtype": "float32",
         "device": str(device),
@@ -284,10 +297,12 @@ def run(args, argv) -> int:
         bench.sd = create_extractor(
             names[0], pretrained=False, dtype=dt, input_size=sizes["sd"], device=device
         )
+        bench.sd.set_autocast(args.autocast)
     with stages.time("build_dino"):
         bench.dino = create_extractor(
             names[1], pretrained=False, dtype=dt, input_size=sizes["dino"], device=device
         )
+        bench.dino.set_autocast(args.autocast)
     config["sd_layers"] = list(bench.sd.layers)
     for _ in range(warmup):
         with torch.no_grad():

@@ -45,7 +45,7 @@ def run_single_pair(bench) -> None:
 
 
 def put_figures(bench, grid: int) -> None:
-    s, r, dev, dt = bench.stages.samples, bench.report, bench.device.type, bench.dtype_short
+    s, r, dev, dt = bench.stages.samples, bench.report, bench.device.type, bench.precision
     # each image is letterboxed once per extractor: 2 samples per image
     lb = [x + y for x, y in zip(s["letterbox"][0::2], s["letterbox"][1::2], strict=False)]
     g = f"grid {grid}x{grid}, {dev}"

@@ -239,6 +239,12 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
         choices=("fp32", "bf16", "fp16", "float32", "bfloat16", "float16"),
         help="compute dtype of the networks (features are stored in fp16 either way)",
     )
+    e.add_argument(
+        "--autocast",
+        choices=("bf16", "fp16", "bfloat16", "float16"),
+        help="mixed precision: run the networks under torch.autocast in this dtype (weights "
+        "keep --dtype); features are cached under their own key",
+    )
     e.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     e.add_argument(
         "--attention",
@@ -382,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             device=args.device,
         )
+        if args.autocast:
+            matcher_kwargs["autocast"] = args.autocast
         if args.compile:
             matcher_kwargs["compile"] = True
         out = args.out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,11 @@ class Extractor(nn.Module):
       before groups are fused (``"sd"``, ``"dino"``, ...);
     - ``reduce``: whether co-PCA reduces each of its maps (True for SD layers);
     - ``resample``: the PIL filter used for the letterbox resize (``"lanczos"``, as both
-      reference implementations, by default).
+      reference implementations, by default);
+    - ``autocast``: ``None`` (default), or ``torch.bfloat16`` / ``torch.float16`` to run
+      :meth:`extract` under ``torch.autocast`` (mixed precision: the weights stay in their
+      dtype, matmuls and convolutions run in the lower one; the maps still come out float32).
+      Set it with :meth:`set_autocast`; it is part of the feature-cache key.
 
     Subclasses implement :meth:`extract` and :meth:`config` (everything that changes the
     output: weights identity and settings; it keys the feature cache).
@@ -34,6 +39,13 @@ class Extractor(nn.Module):
     group: str = "custom"
     reduce: bool = False
     resample: str = "lanczos"
+    autocast: torch.dtype | None = None
+
+    def set_autocast(self, dtype: str | torch.dtype | None) -> Extractor:
+        """Run the networks under ``torch.autocast(dtype)``: ``"bf16"``/``"fp16"`` (or the torch
+        dtype); ``None`` or ``"off"`` turns it off. Returns ``self``."""
+        self.autocast = parse_autocast(dtype)
+        return self
 
     def extract(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         raise NotImplementedError
@@ -48,7 +60,13 @@ class Extractor(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: expected (B, 3, T, T) pixels, got {tuple(pixels.shape)}"
             )
-        maps = self.extract(pixels, category=category)
+        amp = (
+            torch.autocast(self.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        with amp:
+            maps = self.extract(pixels, category=category)
         return {k: v.float() for k, v in maps.items()}
 
     @property
@@ -58,6 +76,30 @@ class Extractor(nn.Module):
         for b in self.buffers():
             return b.device
         return torch.device("cpu")
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+
+
+def parse_autocast(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``None``/``"off"`` -> None; ``"bf16"``/``"bfloat16"``/``"fp16"``/``"float16"`` (or the
+    torch dtype) -> that dtype. Anything else is refused by name."""
+    if dtype is None or dtype == "off":
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in AUTOCAST_DTYPES.values():
+            raise ValueError(f"autocast: unsupported dtype {dtype}; use bf16, fp16 or off")
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    key = _AUTOCAST_ALIASES.get(key, key)
+    if key not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast: unsupported dtype {dtype!r}; use bf16, fp16 or off")
+    return AUTOCAST_DTYPES[key]
+
+
+def autocast_name(dtype: torch.dtype) -> str:
+    return next(k for k, v in AUTOCAST_DTYPES.items() if v == dtype)
 
 
 def module_fingerprint(module: nn.Module) -> str:
