@@ -101,6 +101,13 @@ class Tables:
 
 def tables_for(opts: EvalOptions, table_categories: Sequence[str]) -> Tables:
     """Geo-group and flip tables for the run; a note says why the geo subset is unavailable."""
+    if opts.dataset == "pfpascal" and opts.geo_groups:
+        raise ValueError(
+            f"--geo-groups {opts.geo_groups}: PF-Pascal has no geometry-aware subset. Its CSV "
+            "lists each pair's keypoints by position, not by a keypoint id, so a twin group "
+            "(ids) cannot be matched to its points; drop --geo-groups for pfpascal (SPair-71k "
+            "and AP-10K have one)"
+        )
     geo_default, flip_default = default_tables(opts.dataset)
     geo_src = opts.geo_groups or geo_default
     geo = load_groups(geo_src) if geo_src else None
