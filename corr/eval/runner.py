@@ -487,17 +487,25 @@ def run_eval(
         "feature_cache": {"hits": matcher.cache.hits, "misses": matcher.cache.misses},
     }
     write_results(out, results)
-    log(format_table(results["results"], ALPHAS[opts.dataset]))
+    print_results(results, out, log)
+    return results
+
+
+def print_results(results: dict, out: Path, log: Callable[[str], None] = print) -> None:
+    """The tables a run prints (and ``score`` prints again): PCK, and with flip alignment the
+    PCK without it and the flip rates; then the notes and where the files are."""
+    alphas = ALPHAS[results["dataset"]]
+    log(format_table(results["results"], alphas))
     if "results_without_alignment" in results:
         log("\nWithout pose alignment (same pairs):")
-        log(format_table(results["results_without_alignment"], ALPHAS[opts.dataset]))
+        log(format_table(results["results_without_alignment"], alphas))
         log(_flip_summary(results["flip"]))
     for note in results["notes"]:
         log(f"note: {note}")
+    skipped = results.get("skipped") or []
     if skipped:
         log(f"skipped {len(skipped)} pair(s) with bad images (listed in results.json)")
     log(f"results: {out / 'results.json'} and {out / 'results.csv'}")
-    return results
 
 
 def prompt_categories(rec: PairRecord) -> str | tuple[str, str]:
@@ -635,5 +643,5 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
     results["config"] = config
     results["environment"] = environment()
     write_results(out, results)
-    log(format_table(results["results"], ALPHAS[opts.dataset]))
+    print_results(results, out, log)
     return results
