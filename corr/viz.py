@@ -73,11 +73,15 @@ def readable_by_others(path: str | os.PathLike) -> None:
 
 
 def point_colors(n: int) -> list[tuple[float, float, float]]:
-    """``n`` distinct RGB colours (``tab10`` up to 10 points, else evenly spaced hues)."""
+    """``n`` distinct RGB colours (``tab10`` up to 10 points, ``tab20`` up to 20, else evenly
+    spaced hues)."""
     from matplotlib import colormaps
 
     if n <= 10:
         cmap = colormaps["tab10"]
+        return [tuple(cmap(i)[:3]) for i in range(n)]
+    if n <= 20:
+        cmap = colormaps["tab20"]
         return [tuple(cmap(i)[:3]) for i in range(n)]
     cmap = colormaps["hsv"]
     return [tuple(cmap(i / n)[:3]) for i in range(n)]
@@ -106,6 +110,9 @@ def plot_correspondences(
     confidence: np.ndarray | None = None,
     legend: Sequence[str] | None = None,
     title: str | None = None,
+    ground_truth: np.ndarray | None = None,
+    threshold: float | None = None,
+    caption: Sequence[str] | None = None,
     height: int = 480,
     gap: int = 16,
 ) -> Figure:
@@ -113,27 +120,42 @@ def plot_correspondences(
     a line joining each source point to its match.
 
     ``points0``/``points1``: ``(N, 2)`` in original pixels of ``src``/``tgt``; rows with NaN are
-    skipped. ``labels`` (default ``"0".."N-1"``) are written next to the points; with
-    ``confidence`` a legend lists each point's confidence, under ``legend`` (one text per
-    point, e.g. ``"0 left_eye"``; default: the labels).
+    skipped. ``labels`` (default ``"0".."N-1"``) are written next to the points. With
+    ``ground_truth`` (``(N, 2)`` target pixels, NaN where unknown) each true target point is
+    drawn as a ring joined to the prediction by a dotted line, and with ``threshold`` (target
+    pixels, e.g. PCK@0.10's) the list says which predictions are within it. The list of points
+    (``legend``: one text per point, e.g. ``"0 left_eye"``; default the labels), with their
+    confidence and error, goes in a panel right of the images, never over them; ``caption``
+    lines go under the images.
     """
     p0 = np.asarray(points0, dtype=np.float64).reshape(-1, 2)
     p1 = np.asarray(points1, dtype=np.float64).reshape(-1, 2)
     if len(p0) != len(p1):
         raise ValueError(f"{len(p0)} source points but {len(p1)} target points")
+    n = len(p0)
+    gt = None
+    if ground_truth is not None:
+        gt = np.asarray(ground_truth, dtype=np.float64).reshape(-1, 2)
+        if len(gt) != n:
+            raise ValueError(f"{n} points but {len(gt)} ground-truth points")
     a, sa = _fit_height(src, height)
     b, sb = _fit_height(tgt, height)
     canvas = np.full((height, a.shape[1] + gap + b.shape[1], 3), 255, dtype=np.uint8)
     canvas[:, : a.shape[1]] = a
     x_off = a.shape[1] + gap
     canvas[:, x_off:] = b
-    n = len(p0)
     labels = [str(i) for i in range(n)] if labels is None else [str(x) for x in labels]
+    texts = labels if legend is None else [str(x) for x in legend]
     colors = point_colors(n)
+    listed = confidence is not None or gt is not None
 
     dpi = 100
-    fig = new_figure(canvas.shape[1] / dpi, canvas.shape[0] / dpi + (0.35 if title else 0), dpi)
-    ax = fig.add_axes((0, 0, 1, canvas.shape[0] / (canvas.shape[0] + (35 if title else 0))))
+    panel = 280 if listed else 0  # px right of the images for the list of points
+    top = 35 if title else 0
+    bottom = 8 + 16 * len(caption) if caption else 0
+    width, total_h = canvas.shape[1] + panel, canvas.shape[0] + top + bottom
+    fig = new_figure(width / dpi, total_h / dpi, dpi)
+    ax = fig.add_axes((0, bottom / total_h, canvas.shape[1] / width, canvas.shape[0] / total_h))
     ax.imshow(canvas, interpolation="bilinear")
     ax.set_axis_off()
     ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
@@ -147,6 +169,12 @@ def plot_correspondences(
         x1 += x_off
         c = colors[i]
         ax.plot([x0, x1], [y0, y1], "-", color=c, lw=1.2, alpha=0.8)
+        if gt is not None and np.isfinite(gt[i]).all():
+            xg, yg = gt[i] * sb
+            xg += x_off
+            ax.plot([x1, xg], [y1, yg], ":", color=c, lw=1.6)
+            ax.plot(xg, yg, "o", ms=marker * 1.5, mfc="none", mec="white", mew=3.0)
+            ax.plot(xg, yg, "o", ms=marker * 1.5, mfc="none", mec=c, mew=1.6)
         for x, y in ((x0, y0), (x1, y1)):
             ax.plot(x, y, "o", ms=marker, mfc=c, mec="white", mew=1.2)
             ax.annotate(
@@ -159,32 +187,43 @@ def plot_correspondences(
                 fontweight="bold",
                 bbox={"boxstyle": "round,pad=0.15", "fc": c, "ec": "none", "alpha": 0.85},
             )
-    if confidence is not None:
-        conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
-        texts = labels if legend is None else [str(x) for x in legend]
-        handles = [
-            ax.plot([], [], "o", color=colors[i], label=f"{texts[i]}: {conf[i]:.2f}")[0]
-            for i in range(n)
-            if np.isfinite(conf[i])
-        ]
-        if handles:
-            ax.legend(
-                handles=handles,
-                title="confidence",
-                loc="lower right",
-                fontsize=7,
-                title_fontsize=7,
-                framealpha=0.7,
-                ncol=1 if n <= 12 else 2,
-            )
+    if listed:
+        conf = None if confidence is None else np.asarray(confidence, dtype=np.float64).reshape(-1)
+        rows = []
+        for i in range(n):
+            parts = [texts[i]]
+            if conf is not None:
+                parts.append(f"conf {conf[i]:.2f}" if np.isfinite(conf[i]) else "conf -")
+            if gt is not None:
+                if np.isfinite(gt[i]).all() and np.isfinite(p1[i]).all():
+                    err = float(np.hypot(*(p1[i] - gt[i])))
+                    mark = "" if threshold is None else ("  ok" if err < threshold else "  off")
+                    parts.append(f"err {err:.0f} px{mark}")
+                else:
+                    parts.append("no label")
+            rows.append(ax.plot([], [], "o", color=colors[i], label="  ".join(parts))[0])
+        head = "point" + ("  confidence" if conf is not None else "")
+        if gt is not None:
+            head += "  error\nring: the labelled target point; error: its distance"
+            if threshold is not None:
+                head += f"\nto the prediction in target pixels (ok: under {threshold:.0f} px)"
+            else:
+                head += "\nto the prediction in target pixels"
+        fig.legend(
+            handles=rows,
+            title=head,
+            loc="upper left",
+            bbox_to_anchor=((canvas.shape[1] + 6) / width, 1 - top / total_h),
+            fontsize=7,
+            title_fontsize=7,
+            frameon=False,
+            alignment="left",
+        )
     if title:
+        fig.text(0.5, 1 - (top / 2) / total_h, title, ha="center", va="center", fontsize=9)
+    for k, line in enumerate(caption or []):
         fig.text(
-            0.5,
-            1 - 0.3 / (canvas.shape[0] / dpi + 0.35),
-            title,
-            ha="center",
-            va="center",
-            fontsize=9,
+            4 / width, (bottom - 12 - 16 * k) / total_h, line, ha="left", va="center", fontsize=8
         )
     return fig
 

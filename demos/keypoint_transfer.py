@@ -3,7 +3,7 @@
 
 Usage::
 
-    python demos/keypoint_transfer.py                       # bundled gazelle -> jaguar, SD+DINO
+    python demos/keypoint_transfer.py                       # bundled tiger -> tiger, SD+DINO
     python demos/keypoint_transfer.py SRC TGT --points "120,80;200,150" --out fig.png
     python demos/keypoint_transfer.py SRC TGT --points-file pts.json
     python demos/keypoint_transfer.py --extractor corr.contrib.mobilenet:mobilenetv2
@@ -17,8 +17,10 @@ Points
     ``--points "x,y;x,y"`` or ``--points-file F`` (JSON ``[[x, y], ...]`` or
     ``{"points": [[x, y], ...], "names": [...]}``; CSV/TXT with one ``x,y`` per line, ``#``
     comments and a non-numeric header line allowed), ``(x, y)`` in source pixels. Without SRC
-    and TGT the bundled assets (``demos/assets``) are used, with the bundled ``points.json``
-    (annotated AP-10K keypoints of the gazelle: eye, nose, neck, tail, paws). With SRC and TGT
+    and TGT the bundled assets (``demos/assets``) are used, two different Amur tigers from ATRW
+    with the bundled ``points.json`` (the 15 annotated keypoints of the first tiger); the figure
+    then also draws each keypoint's label on the second tiger, the error of each prediction and
+    the PCK@0.10 of the pair. With SRC and TGT
     but no points, ``--num-points`` points are chosen automatically (:func:`auto_points`).
     There is no segmenter, so "foreground" is approximated on the pair's fused descriptors:
     cells away from the image edges, among the quarter of each image whose descriptors are
@@ -57,12 +59,20 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
-DEFAULT_SRC = ASSETS / "gazelle.jpg"
-DEFAULT_TGT = ASSETS / "jaguar.jpg"
+DEFAULT_SRC = ASSETS / "tiger_a.jpg"
+DEFAULT_TGT = ASSETS / "tiger_b.jpg"
 DEFAULT_POINTS = ASSETS / "points.json"
 ANNOTATIONS = ASSETS / "annotations.json"
 DEFAULT_OUT = HERE / "out" / "keypoint_transfer.png"
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
+BACKBONES = {  # what a figure says about the features that made it
+    MOBILENET: "ImageNet MobileNetV2 (a small stand-in that runs anywhere; NOT the SD+DINO "
+    "features, which need the real weights: python -m corr.weights list)",
+    "sd-dino": "SD+DINO: Stable Diffusion 1.5 UNet decoder layers 2/5/8 + DINOv2-B/14, co-PCA, "
+    "fused with alpha",
+    "sd": "Stable Diffusion 1.5 UNet decoder layers 2/5/8",
+    "dino": "DINOv2-B/14 tokens",
+}
 COORD_NOTE = (
     "All coordinates are (x, y) in ORIGINAL image pixels, 0-based, x to the right and y down: "
     "'src' points on the source image file, 'tgt' points on the target image file (not the "
@@ -299,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "src", nargs="?", metavar="SRC", help="source image (default: demos/assets/gazelle.jpg)"
+        "src", nargs="?", metavar="SRC", help="source image (default: demos/assets/tiger_a.jpg)"
     )
     p.add_argument(
-        "tgt", nargs="?", metavar="TGT", help="target image (default: demos/assets/jaguar.jpg)"
+        "tgt", nargs="?", metavar="TGT", help="target image (default: demos/assets/tiger_b.jpg)"
     )
     pts = p.add_mutually_exclusive_group()
     pts.add_argument("--points", help='source points "x,y;x,y" in original source pixels')
@@ -381,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             how = f"--points-file {args.points_file}"
         elif bundled:
             points, names = load_points_file(DEFAULT_POINTS)
-            how = f"bundled {DEFAULT_POINTS.relative_to(HERE.parent)} (annotated AP-10K keypoints)"
+            how = f"bundled {DEFAULT_POINTS.relative_to(HERE.parent)} (annotated ATRW keypoints)"
         else:
             points, how = None, "automatic"
     except UsageError as err:
@@ -459,14 +469,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     kp0, kp1, conf = result["keypoints0"], result["keypoints1"], result["confidence"]
 
     # ---- outputs
+    annotated = _annotated_targets(src_path, tgt_path, names)
+    gt = thr = None
+    if annotated is not None:
+        gt = np.array([[np.nan, np.nan] if g is None else g for g in annotated[0]], float)
+        thr = 0.1 * annotated[1]
     labels = [str(i) for i in range(len(kp0))]
     legend = [f"{i} {n}" for i, n in zip(labels, names, strict=True)] if names else labels
-    title = f"{src_path.name} -> {tgt_path.name}   |   extractor: {' '.join(args.extractor)}   |   {args.matcher}"
+    title = f"{src_path.name} -> {tgt_path.name}   |   {args.matcher}"
+    spec_text = " ".join(args.extractor)
+    backbone = BACKBONES.get(spec_text, spec_text)
+    if args.no_pretrained:
+        backbone += " with RANDOM weights (a test run: these matches mean nothing)"
+    caption = [f"features: {backbone}"]
+    pck = None
+    if gt is not None:
+        known = np.isfinite(gt).all(1) & np.isfinite(kp1).all(1)
+        hits = int((np.linalg.norm(kp1[known] - gt[known], axis=1) < thr).sum())
+        pck = {"correct": hits, "labelled": int(known.sum()), "threshold_px": thr}
+        caption.append(
+            f"PCK@0.10 of this pair: {hits} of {int(known.sum())} keypoints within 0.1 x the "
+            f"target box's longer side ({thr:.0f} px of the target image)"
+        )
     fig = plot_correspondences(
-        src, tgt, kp0, kp1, labels=labels, confidence=conf, title=title, legend=legend
+        src,
+        tgt,
+        kp0,
+        kp1,
+        labels=labels,
+        confidence=conf,
+        title=title,
+        legend=legend,
+        ground_truth=gt,
+        threshold=thr,
+        caption=caption,
     )
     save_figure(fig, out)
-    annotated = _annotated_targets(src_path, tgt_path, names)
     records = []
     for i in range(len(kp0)):
         rec = {
@@ -479,9 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mutual is not None:
             rec["mutual_nn"] = bool(mutual[i])
         if annotated is not None and annotated[0][i] is not None:
-            gt = np.asarray(annotated[0][i], dtype=np.float64)
-            rec["tgt_annotated"] = gt.tolist()
-            rec["error_px"] = round(float(np.linalg.norm(kp1[i] - gt)), 2)
+            g = np.asarray(annotated[0][i], dtype=np.float64)
+            rec["tgt_annotated"] = g.tolist()
+            rec["error_px"] = round(float(np.linalg.norm(kp1[i] - g)), 2)
         records.append(rec)
     report = {
         "note": COORD_NOTE,
@@ -491,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "points": records,
         "extractor": {
             "spec": list(args.extractor),
+            "features": backbone,
             "pretrained": not args.no_pretrained,
             "fuse": args.fuse,
             "matcher": args.matcher,
@@ -501,10 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if annotated is not None:
         report["tgt_bbox_max_side"] = annotated[1]
+        report["pck@0.10"] = pck
         report["note_annotated"] = (
-            "tgt_annotated: the AP-10K label of the same keypoint on the target (bundled assets "
-            "only); error_px: distance to it in target pixels (PCK@0.10 threshold: 0.1 x "
-            "tgt_bbox_max_side)."
+            "tgt_annotated: the data set's label of the same keypoint on the target (bundled "
+            "assets only); error_px: distance to it in target pixels; pck@0.10: keypoints with "
+            "error_px < 0.1 x tgt_bbox_max_side, per keypoint of this one pair."
         )
     json_path = out.with_suffix(".json")
     atomic_write_json(json_path, report)
@@ -517,6 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         tx, ty = rec["tgt"]
         print(
             f"{rec['index']:>3} {rec['name'] or '':<16} {sx:>8.1f} {sy:>8.1f}   -> {tx:>8.1f} {ty:>8.1f}  {rec['confidence']:.3f}"
+        )
+    print(f"features: {backbone}")
+    if pck is not None:
+        print(
+            f"PCK@0.10 of this pair (per keypoint): {pck['correct']} of {pck['labelled']} "
+            f"within {thr:.1f} px of the label"
         )
     print(f"figure: {out}")
     print(f"json:   {json_path}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from demo_loader import load_demo
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "demos" / "assets"
@@ -35,13 +36,18 @@ def _inside(points: np.ndarray, width: int, height: int) -> bool:
 
 
 def test_bundled_assets_are_small_and_consistent():
-    for name in ("gazelle.jpg", "jaguar.jpg"):
+    for name in ("gazelle.jpg", "jaguar.jpg", "tiger_a.jpg", "tiger_b.jpg"):
         assert (ASSETS / name).stat().st_size < 300_000
     points = json.loads((ASSETS / "points.json").read_text())
     ann = json.loads((ASSETS / "annotations.json").read_text())["images"]
+    assert points["image"] == kt.DEFAULT_SRC.name
     kps = ann[points["image"]]["keypoints"]
     for name, xy in zip(points["names"], points["points"], strict=True):
         assert kps[name] == xy
+        assert ann[kt.DEFAULT_TGT.name]["keypoints"][name] is not None  # labelled on both
+    for name, entry in ann.items():  # recorded sizes are the files' sizes
+        with Image.open(ASSETS / name) as im:
+            assert im.size == tuple(entry["size"])
     assert (ASSETS / "README.md").is_file()
 
 
@@ -49,9 +55,9 @@ def test_no_arguments_uses_the_bundled_assets(tmp_path, capsys):
     out = tmp_path / "fig.png"
     assert kt.main([*TINY, "--out", str(out)]) == 0
     data = _read(out)
-    assert Path(data["src"]["path"]).name == "gazelle.jpg"
-    assert Path(data["tgt"]["path"]).name == "jaguar.jpg"
-    assert (data["tgt"]["width"], data["tgt"]["height"]) == (640, 462)
+    assert Path(data["src"]["path"]).name == "tiger_a.jpg"
+    assert Path(data["tgt"]["path"]).name == "tiger_b.jpg"
+    assert (data["tgt"]["width"], data["tgt"]["height"]) == (1239, 731)
     assert "ORIGINAL image pixels" in data["note"]
     bundled = json.loads((ASSETS / "points.json").read_text())
     assert [p["name"] for p in data["points"]] == bundled["names"]
@@ -59,13 +65,26 @@ def test_no_arguments_uses_the_bundled_assets(tmp_path, capsys):
     tgt = np.array([p["tgt"] for p in data["points"]])
     assert _inside(tgt, data["tgt"]["width"], data["tgt"]["height"])
     assert all(np.isfinite(p["confidence"]) for p in data["points"])
-    assert all("error_px" in p for p in data["points"])  # annotated target keypoints exist
+    # errors and the pair's PCK against the bundled labels, recomputed here
+    ann = json.loads((ASSETS / "annotations.json").read_text())["images"]["tiger_b.jpg"]
+    box = ann["bndbox"]
+    thr = 0.1 * max(box[2] - box[0], box[3] - box[1])
+    hits = 0
+    for p in data["points"]:
+        gt = ann["keypoints"][p["name"]]
+        err = ((p["tgt"][0] - gt[0]) ** 2 + (p["tgt"][1] - gt[1]) ** 2) ** 0.5
+        assert p["error_px"] == pytest.approx(err, abs=0.02)
+        hits += err < thr
+    assert data["pck@0.10"] == {"correct": hits, "labelled": 15, "threshold_px": thr}
+    assert "RANDOM weights" in data["extractor"]["features"]
+    printed = capsys.readouterr().out
+    assert f"PCK@0.10 of this pair (per keypoint): {hits} of 15" in printed
     assert data["extractor"]["pretrained"] is False
     assert [e["class"] for e in data["extractor"]["config"]["extractors"]] == [
         "SDExtractor",
         "DinoExtractor",
     ]
-    assert str(out) in capsys.readouterr().out
+    assert str(out) in printed
 
 
 def test_explicit_points(tmp_path):
@@ -135,7 +154,7 @@ def test_bad_points_string_is_a_usage_error(tmp_path, capsys, points):
 
 def test_point_outside_the_source_is_a_usage_error(tmp_path, capsys):
     out = tmp_path / "fig.png"
-    rc = kt.main(["--points", "700,10", "--out", str(out), *TINY])
+    rc = kt.main(["--points", "925,10", "--out", str(out), *TINY])  # tiger_a: 925 px wide
     assert rc == 2
     err = capsys.readouterr().err
     assert "--points" in err and "outside" in err
