@@ -264,9 +264,10 @@ def environment() -> dict[str, Any]:
     """Package versions, Python, platform and the git commit of this checkout."""
     import importlib.metadata as md
 
-    versions = {}
+    from .. import __version__
+
+    versions: dict[str, str | None] = {"corr": __version__}  # distribution: semcorr
     for pkg in (
-        "corr",
         "torch",
         "diffusers",
         "timm",
