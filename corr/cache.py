@@ -3,11 +3,16 @@
 Layout on disk: ``{root}/{config_key}/config.json`` (the extractor configuration the key stands
 for) and ``{root}/{config_key}/{image_key[:2]}/{image_key}.safetensors`` holding that image's
 feature maps in fp16. Files are written atomically, so an interrupted run never leaves a
-half-written entry, and a later run reuses everything already computed. An in-memory LRU
+half-written entry (the temporary file of a killed write is removed when a cache is next
+opened on that folder), and a later run reuses everything already computed. Each entry records
+what made it (format, configuration key, image key, the maps' shapes and dtype, a CRC-32 of
+their bytes) and is verified on read, its shapes also against ``{config_key}/shapes.json`` (the
+shapes of the configuration's first entry: every image of one configuration has maps of the same
+shapes); a bad entry is discarded with a warning and recomputed. An in-memory LRU
 (bounded by entries and, optionally, by bytes) avoids re-reading images used by nearby pairs.
 
 **Path index** (``{root}/paths/{k[:2]}/{k}.json``, ``k`` a hash of a file's absolute path,
-size, modification time and whether it is mirrored): the image key and size of a file already
+size, modification time, whether it is mirrored and whether EXIF orientation was applied): the image key and size of a file already
 decoded once, so that cached images are recognised without decoding them again. Entries are
 written atomically; a changed file (size or mtime) simply misses.
 """
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -26,19 +32,19 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 
 log = logging.getLogger("corr")
-ENTRY_FORMAT = "corr-features-1"
+ENTRY_FORMAT = "corr-features-2"  # 2: records the maps' shapes, dtype and CRC-32
 
 
 def image_key(image: np.ndarray) -> str:
     """SHA-256 of an ``(H, W, 3)`` uint8 image's shape and pixels (first 32 hex digits)."""
     h = hashlib.sha256()
     h.update(str(image.shape).encode())
-    h.update(np.ascontiguousarray(image).tobytes())
+    h.update(memoryview(np.ascontiguousarray(image)).cast("B"))  # no copy of the pixels
     return h.hexdigest()[:32]
 
 
@@ -48,13 +54,16 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def path_key(path: str | os.PathLike, mirrored: bool = False) -> str | None:
-    """Hash of a file's absolute path, size, mtime and mirror flag (None if it is not a file)."""
+def path_key(path: str | os.PathLike, mirrored: bool = False, exif: bool = False) -> str | None:
+    """Hash of a file's absolute path, size, mtime, mirror flag and (when on) EXIF flag (None if
+    it is not a file)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     text = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{int(bool(mirrored))}"
+    if exif:  # decoded with its EXIF orientation applied: other pixels (keys without it unchanged)
+        text += "|exif"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -62,7 +71,8 @@ class FeatureCache:
     """Feature maps per (image, extractor configuration); on disk when ``root`` is given.
 
     ``memory_items`` / ``memory_bytes`` bound the in-memory LRU (fp16 maps); ``put`` may be
-    called from a writer thread while the main thread reads.
+    called from a writer thread while the main thread reads. Opening a cache on an existing
+    folder removes the temporary files that killed writes left in it.
     """
 
     def __init__(
@@ -78,16 +88,20 @@ class FeatureCache:
         self._held = 0
         self._lock = threading.RLock()
         self._paths: dict[str, tuple[str, int, int]] = {}
+        self._shapes: dict[str, str] = {}  # config key -> the shapes of its entries (JSON)
         self.write_configs = True  # off on all but one of several processes sharing the cache
         self.hits = 0
         self.misses = 0
+        if self.root is not None:
+            remove_stale_temporaries(self.root)
 
     # ---- path index ---------------------------------------------------------------------------
     def lookup_path(
-        self, path: str | os.PathLike, mirrored: bool = False
+        self, path: str | os.PathLike, mirrored: bool = False, exif: bool = False
     ) -> tuple[str, int, int] | None:
-        """``(image key, width, height)`` of a file decoded before (same size and mtime), or None."""
-        pk = path_key(path, mirrored)
+        """``(image key, width, height)`` of a file decoded before (same size and mtime, same
+        mirror and EXIF flags), or None."""
+        pk = path_key(path, mirrored, exif)
         if pk is None:
             return None
         with self._lock:
@@ -106,10 +120,17 @@ class FeatureCache:
         return found
 
     def remember_path(
-        self, path: str | os.PathLike, mirrored: bool, key: str, width: int, height: int
+        self,
+        path: str | os.PathLike,
+        mirrored: bool,
+        key: str,
+        width: int,
+        height: int,
+        exif: bool = False,
     ) -> None:
-        """Record that ``path`` (mirrored or not) decodes to the image ``key`` of that size."""
-        pk = path_key(path, mirrored)
+        """Record that ``path`` (mirrored or not, EXIF applied or not) decodes to the image
+        ``key`` of that size."""
+        pk = path_key(path, mirrored, exif)
         if pk is None:
             return
         with self._lock:
@@ -144,7 +165,7 @@ class FeatureCache:
         if self.root is not None:
             path = self._path(ckey, ikey)
             if path.is_file():
-                maps = _read_entry(path, ckey, ikey)
+                maps = _read_entry(path, ckey, ikey, self._expected_shapes(ckey))
                 if maps is not None:
                     with self._lock:
                         self._remember((ckey, ikey), maps)
@@ -163,8 +184,34 @@ class FeatureCache:
         if self.root is not None:
             if self.write_configs:
                 self.write_config(config)
-            meta = {"format": ENTRY_FORMAT, "config_key": ckey, "image_key": ikey}
+            meta = {
+                "format": ENTRY_FORMAT,
+                "config_key": ckey,
+                "image_key": ikey,
+                "shapes": json.dumps({k: list(v.shape) for k, v in sorted(half.items())}),
+                "dtype": "float16",
+                "crc32": str(_crc32(half)),
+            }
             atomic_write_bytes(self._path(ckey, ikey), save(half, metadata=meta))
+            if self._expected_shapes(ckey) is None:  # the first entry of this configuration
+                atomic_write_bytes(self.root / ckey / "shapes.json", meta["shapes"].encode())
+                with self._lock:
+                    self._shapes[ckey] = meta["shapes"]
+
+    def _expected_shapes(self, ckey: str) -> str | None:
+        """The shapes (JSON) every entry of a configuration has, from ``shapes.json``."""
+        with self._lock:
+            if ckey in self._shapes:
+                return self._shapes[ckey]
+        if self.root is None:
+            return None
+        try:
+            text = (self.root / ckey / "shapes.json").read_text()
+        except OSError:
+            return None
+        with self._lock:
+            self._shapes[ckey] = text
+        return text
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Write ``{root}/{config_key}/config.json`` (what the key stands for) if missing."""
@@ -190,10 +237,13 @@ class FeatureCache:
             self._held -= _nbytes(old)
 
 
-def _read_entry(path: Path, ckey: str, ikey: str) -> dict[str, torch.Tensor] | None:
+def _read_entry(
+    path: Path, ckey: str, ikey: str, shapes: str | None = None
+) -> dict[str, torch.Tensor] | None:
     """One cache entry, verified: written by this format for this (configuration, image), fp16
-    ``(C, h, w)`` maps with finite values. Anything else is discarded with a warning (and then
-    recomputed by the caller), never trusted."""
+    ``(C, h, w)`` maps of the recorded shapes (and of ``shapes``, those of the configuration's
+    entries, when known) and CRC-32, with finite values. Anything else is discarded with a
+    warning (and then recomputed by the caller), never trusted."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -207,6 +257,14 @@ def _read_entry(path: Path, ckey: str, ikey: str) -> dict[str, torch.Tensor] | N
             problem = "it records another image or configuration"
         elif not maps or any(t.dtype != torch.float16 or t.ndim != 3 for t in maps.values()):
             problem = "its maps are not fp16 (C, h, w) tensors"
+        elif meta.get("dtype") != "float16" or meta.get("shapes") != json.dumps(
+            {k: list(v.shape) for k, v in sorted(maps.items())}
+        ):
+            problem = "its maps do not have the recorded names, shapes or dtype"
+        elif shapes is not None and meta["shapes"] != shapes:
+            problem = f"its maps {meta['shapes']} differ from this configuration's {shapes}"
+        elif meta.get("crc32") != str(_crc32(maps)):
+            problem = "its bytes do not match the recorded checksum (damaged)"
         elif not all(bool(torch.isfinite(t).all()) for t in maps.values()):
             problem = "it holds NaN or infinite values"
         else:
@@ -217,6 +275,14 @@ def _read_entry(path: Path, ckey: str, ikey: str) -> dict[str, torch.Tensor] | N
     except OSError:
         pass
     return None
+
+
+def _crc32(maps: dict[str, torch.Tensor]) -> int:
+    """CRC-32 of the maps' bytes, in name order."""
+    crc = 0
+    for _, t in sorted(maps.items()):
+        crc = zlib.crc32(memoryview(t.contiguous().view(torch.uint8).numpy()), crc)
+    return crc
 
 
 def _nbytes(maps: dict[str, torch.Tensor]) -> int:
@@ -299,4 +365,10 @@ class FeatureStore:
         path = self._cache._path(ckey, key)
         if not path.is_file():
             raise KeyError(f"{image}: no features of configuration {ckey} in {self.root}")
-        return {k: v.float() for k, v in load_file(str(path)).items()}
+        maps = _read_entry(path, ckey, key, self._cache._expected_shapes(ckey))
+        if maps is None:
+            raise KeyError(
+                f"{image}: its features in {path} failed verification and were discarded; "
+                "extract them again (`python -m corr.extract`)"
+            )
+        return {k: v.float() for k, v in maps.items()}

@@ -1,40 +1,95 @@
-"""Image loading and atomic file writes."""
+"""Image loading and atomic file writes.
+
+Limits on images (any input: file, PIL image, array, tensor), checked on a file's header before
+any pixel is decoded, so that peak memory stays bounded (about 4 x 3 bytes per pixel):
+
+- :data:`MAX_IMAGE_PIXELS`: at most 100 megapixels (e.g. 10000 x 10000); larger images are
+  refused with an error naming the file (downscale them first, or raise the limit:
+  ``corr.io.MAX_IMAGE_PIXELS = ...``). PIL's own decompression-bomb warning is replaced by
+  this documented limit. Reduced decoding (``Image.draft``) is deliberately not used: the
+  returned pixels define both the feature-cache key and the frame of every coordinate, so a
+  silently shrunk image would give coordinates in the wrong frame.
+- :data:`MAX_ASPECT_RATIO`: the long side at most 100 x the short side (a 50000 x 1 image
+  would vanish in the square model input).
+
+EXIF orientation is ignored by default (pixels as stored, the frame the benchmarks' keypoints
+are annotated in); ``exif_transpose=True`` applies it, so that coordinates refer to the image
+as a viewer shows it (phone photos).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import re
+import socket
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
+#: Largest image accepted, in pixels (width x height); checked before decoding.
+MAX_IMAGE_PIXELS = 100_000_000
+#: Largest accepted ratio of an image's long side to its short side.
+MAX_ASPECT_RATIO = 100
 
-def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
+log = logging.getLogger("corr")
+
+
+def load_image(
+    image: ImageLike, name: str = "image", *, exif_transpose: bool = False
+) -> np.ndarray:
     """Any supported image -> ``(H, W, 3)`` uint8 RGB array.
 
     Accepts a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``
     (uint8, uint16, or float in [0, 1]), or a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` (same
     types). 16-bit pixels (arrays, and 16-bit grayscale files such as 16-bit PNGs) are scaled to
-    8 bits (``round(v / 257)``), not clipped; non-finite float pixels are refused. Pixels are
-    used as stored: EXIF orientation is not applied, so keypoints annotated on the stored pixels
-    stay valid. ``name`` is used in error messages.
+    8 bits (``round(v / 257)``), not clipped; non-finite float pixels are refused. Images above
+    :data:`MAX_IMAGE_PIXELS` or :data:`MAX_ASPECT_RATIO` are refused (a file before decoding).
+    By default pixels are used as stored: EXIF orientation is not applied, so keypoints
+    annotated on the stored pixels stay valid; ``exif_transpose=True`` (files and PIL images)
+    rotates/flips the image as its EXIF orientation says, so coordinates are in the frame a
+    viewer shows. ``name`` is used in error messages.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{name}: no such image file: {path}")
+        where = f"{name}: cannot read image file {path}"
         try:
-            with Image.open(path) as im:
-                return _pil_rgb(im, f"{name} ({path})")
+            with warnings.catch_warnings():  # our documented limit replaces PIL's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    _check_size(im.width, im.height, where)  # the header only: nothing decoded
+                    if exif_transpose:
+                        im = ImageOps.exif_transpose(im)
+                    return _pil_rgb(im, f"{name} ({path})")
+        except Image.DecompressionBombError as err:  # above 2x PIL's limit: refused at open
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            pixels = int(found.group(1)) if found else None
+            size = f"{pixels / 1e6:.3g} megapixels" if pixels else "too large"
+            if pixels is not None and pixels <= MAX_IMAGE_PIXELS:  # our limit was raised past PIL's
+                raise ValueError(
+                    f"{where}: {size}, above PIL's own limit of "
+                    f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.3g} megapixels; raise "
+                    "PIL.Image.MAX_IMAGE_PIXELS too, or downscale the image first"
+                ) from None
+            raise ValueError(f"{where}: {size}, {_limit_text()}") from None
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{name}: cannot read image file {path}: {err}") from err
+            raise ValueError(f"{where}: {err}") from err
     if isinstance(image, Image.Image):
+        _check_size(image.width, image.height, name)
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image)
         return _pil_rgb(image, name)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
@@ -73,10 +128,31 @@ def load_image(image: ImageLike, name: str = "image") -> np.ndarray:
             arr = np.round(arr * 255).astype(np.uint8)
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"{name}: the image is empty ({arr.shape[1]}x{arr.shape[0]})")
+        _check_size(arr.shape[1], arr.shape[0], name)
         return np.ascontiguousarray(arr)
     raise TypeError(
         f"{name}: expected a path, PIL image, numpy array or tensor, got {type(image).__name__}"
     )
+
+
+def _limit_text() -> str:
+    return (
+        f"above the limit of {MAX_IMAGE_PIXELS / 1e6:g} megapixels (corr.io.MAX_IMAGE_PIXELS); "
+        "downscale the image first"
+    )
+
+
+def _check_size(width: int, height: int, where: str) -> None:
+    """Refuse an image above :data:`MAX_IMAGE_PIXELS` or :data:`MAX_ASPECT_RATIO`."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{where}: {width}x{height} = {width * height / 1e6:.3g} megapixels, {_limit_text()}"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ValueError(
+            f"{where}: {width}x{height} has an aspect ratio above {MAX_ASPECT_RATIO}:1 "
+            "(corr.io.MAX_ASPECT_RATIO), too thin for the square model input; crop or pad it"
+        )
 
 
 def _from_16bit(arr: np.ndarray) -> np.ndarray:
@@ -101,11 +177,59 @@ def _pil_rgb(im: Image.Image, name: str) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only folder, ...). The message names the
+    file and its folder; files written before are left as they were."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.path = Path(path)
+        self.reason = err.strerror or str(err)
+
+    def __str__(self) -> str:
+        if self.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = "free space on that disk"
+        elif self.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            hint = "make the folder writable"
+        else:
+            hint = "check the folder"
+        return (
+            f"cannot write {self.path}: {self.reason} (folder {self.path.parent}); {hint}, or "
+            "write elsewhere; everything written before is kept"
+        )
+
+    def __reduce__(self):  # picklable (DataLoader workers, futures)
+        return (_write_error, (str(self.path), self.errno, self.reason))
+
+
+def _write_error(path: str, code: int | None, reason: str) -> WriteError:
+    return WriteError(path, OSError(code, reason))
+
+
+#: Temporary files of interrupted writes older than this are removed whatever their origin.
+STALE_TMP_SECONDS = 3600
+_TMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]*)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The temporary file (same folder, named ``.{name}.{host}-{pid}.*.tmp``) is removed on any
+    error; one left by a killed process is removed by :func:`remove_stale_temporaries`. An
+    ``OSError`` (disk full, read-only folder) is raised as :class:`WriteError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as err:
+        raise WriteError(path, err) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -113,10 +237,56 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(path, err) from None
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> int:
+    """Remove the temporary files of interrupted :func:`atomic_write_bytes` calls under
+    ``folder``: those of a process of this machine that is no longer running, and any older
+    than :data:`STALE_TMP_SECONDS`. Returns how many were removed (a warning says so)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    host, now = _host(), time.time()
+    removed, freed = 0, 0
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for dirpath, _, names in walk:
+        for name in names:
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            f = Path(dirpath) / name
+            m = _TMP_NAME.match(name)
+            try:
+                st = f.stat()
+                dead = m is not None and m["host"] == host and not _pid_alive(int(m["pid"]))
+                if dead or now - st.st_mtime > STALE_TMP_SECONDS:
+                    f.unlink()
+                    removed, freed = removed + 1, freed + st.st_size
+            except OSError:
+                continue  # gone already, or not ours to remove
+    if removed:
+        log.warning(
+            "removed %d temporary file(s) (%.1f MB) left by interrupted writes under %s",
+            removed,
+            freed / 1e6,
+            folder,
+        )
+    return removed
 
 
 def _umask() -> int:

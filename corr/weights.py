@@ -22,7 +22,9 @@ Resolution order for a weights request (``resolve``):
 
 When nothing is found, :class:`WeightsNotFoundError` names every place looked and says how to
 provide the weights. State dicts are read with ``safetensors`` or
-``torch.load(weights_only=True)`` only.
+``torch.load(weights_only=True)`` only: a pickle that would call code is refused without running
+it, and a corrupt, truncated or hostile file raises :class:`WeightsFileError`, one line naming
+the file (never torch's advice to retry with ``weights_only=False``).
 
 CLI::
 
@@ -34,10 +36,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import re
 import shutil
 import socket
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +57,14 @@ PROBE_TIMEOUT_S = 3.0
 
 class WeightsNotFoundError(FileNotFoundError):
     """Real weights were requested but cannot be found anywhere; random weights are never used."""
+
+
+class WeightsFileError(ValueError):
+    """A weights file is corrupt, truncated, of the wrong kind, or holds code: one line naming it."""
+
+
+class UnsafeWeightsError(WeightsFileError, pickle.UnpicklingError):
+    """A weights file whose pickle would call code (refused; nothing of it was run)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,26 +266,78 @@ def weights_format(path: Path) -> str:
     return "safetensors" if path.suffix == ".safetensors" else "torch"
 
 
+_REDOWNLOAD = (
+    "re-download it from a trusted source (`python -m corr.weights download NAME`), "
+    "preferably as .safetensors"
+)
+
+
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict with safetensors, or ``torch.load(weights_only=True)``; nothing else.
 
-    A ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper is unwrapped.
+    A ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper is unwrapped. A file that cannot be
+    read raises :class:`WeightsFileError` naming it; a pickle that would call code raises
+    :class:`UnsafeWeightsError` without running anything.
     """
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        sd = load_file(str(path), device="cpu")
+        try:
+            sd = load_file(str(path), device="cpu")
+        except Exception as err:  # SafetensorError, OSError, ...
+            raise WeightsFileError(
+                f"{path}: not a readable .safetensors file ({_first_line(err)}); {_REDOWNLOAD}"
+            ) from None
     elif path.suffix in (".pth", ".pt", ".bin"):
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            with warnings.catch_warnings():  # e.g. "pickle protocol 4": noise for a user
+                warnings.simplefilter("ignore", UserWarning)
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise torch_load_error(path, err) from None
     else:
-        raise ValueError(f"{path}: unsupported weights file type (want .safetensors or .pth)")
+        raise WeightsFileError(f"{path}: unsupported weights file type (want .safetensors or .pth)")
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
     if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(sd).__name__}")
+        raise WeightsFileError(f"{path}: expected a state dict, got {type(sd).__name__}")
     return sd
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [x.strip() for x in str(err).strip().splitlines() if x.strip()]
+    return (lines[0] if lines else type(err).__name__)[:200]
+
+
+def torch_load_error(path: str | os.PathLike, err: BaseException) -> WeightsFileError:
+    """A one-line error for ``torch.load(weights_only=True)`` failing on ``path``: a refused
+    pickle (:class:`UnsafeWeightsError`, naming what it would call) or a corrupt file. Torch's
+    advice to retry with ``weights_only=False`` is never passed on (unsafe for a hostile file,
+    useless for a corrupt one)."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\n|$)", text)
+    reason = (found.group(1).strip() if found else "") or (str(err).strip() and _first_line(err))
+    if "weights_only" in reason or "Weights only" in reason:
+        reason = ""
+    call = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
+    if call:
+        return UnsafeWeightsError(
+            f"{path}: refused: its pickle would call {call.group(1)} (code, not tensors) and "
+            f"nothing of it was run; {_REDOWNLOAD}"
+        )
+    if isinstance(err, pickle.UnpicklingError):
+        return UnsafeWeightsError(
+            f"{path}: refused by the safe loader: not a plain pickle of tensors, so corrupt or "
+            f"hostile ({reason or type(err).__name__}); nothing of it was run; {_REDOWNLOAD}"
+        )
+    reason = reason.split(". This is an internal")[0]  # torch's zip-reader boilerplate
+    return WeightsFileError(
+        f"{path}: not a readable PyTorch weights file, corrupt or truncated "
+        f"({type(err).__name__}{': ' + reason if reason else ', empty or cut off'}); "
+        f"{_REDOWNLOAD}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,6 +707,9 @@ def _cmd_download(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .logs import setup_cli_logging
+
+    setup_cli_logging()
     parser = argparse.ArgumentParser(
         prog="python -m corr.weights", description="List or download the model weights corr uses."
     )

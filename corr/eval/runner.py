@@ -5,19 +5,27 @@ A run lives in one folder:
 - ``config.json``: everything that determines the predictions; a re-run with the same ``--out``
   must match it, and then resumes;
 - ``predictions.jsonl``: one line per finished pair (predicted target points in original target
-  pixels, the flip decision), appended and fsync'd pair by pair, so an interrupted run loses at
-  most the pair in flight; a torn last line is discarded on resume;
+  pixels, the flip decision, a CRC-32 of the line), appended and fsync'd pair by pair, so an
+  interrupted run (even ``kill -9``) loses at most the pair in flight; on resume a torn last
+  line is cut off and any damaged line is reported with its line number, and those pairs are
+  computed again (never trusted, never silently dropped);
+- ``run.lock``: held while a process evaluates into the folder (owner's pid and host; an
+  ``flock`` the kernel releases when the owner dies), so a second evaluation into the same
+  folder is refused and a lock left by a killed run is detected as stale and taken over;
 - ``results.json`` / ``results.csv``: the scores, written atomically at the end, and again by
   ``python -m corr.eval score DIR`` (re-scoring needs the annotations, not the features).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +37,7 @@ from tqdm import tqdm
 from ..datasets import PairRecord, check_images, load_pairs
 from ..distributed import DistContext, shard
 from ..extraction import ImageItem
-from ..io import atomic_write_json
+from ..io import WriteError, atomic_write_json, remove_stale_temporaries
 from ..keypoint_tables import (
     BUNDLED,
     REFERENCE_VERBATIM,
@@ -41,6 +49,13 @@ from ..keypoint_tables import (
 from ..metrics import ALPHAS, evaluate, format_table, write_csv
 
 PRED_FILE = "predictions.jsonl"
+LOCK_FILE = "run.lock"
+
+try:
+    import fcntl
+except ImportError:  # Windows: msvcrt's byte-range lock, also dropped when its owner dies
+    fcntl = None
+    import msvcrt
 T_REF = {
     "spair": "max(width, height) of the target's bounding box",
     "ap10k": "max(w, h) of the target's COCO box",
@@ -77,6 +92,92 @@ class BadPairsError(RuntimeError):
 
 class ConfigMismatchError(RuntimeError):
     """The output folder holds a run with a different configuration."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is evaluating into (or re-scoring) the same folder."""
+
+
+class RunLock:
+    """Exclusive use of a run folder: ``run.lock`` names the owner (pid, host, start time) and
+    carries an ``fcntl.flock`` that the kernel drops when the owner dies, even on ``kill -9``.
+    A lock file whose flock is free was left by a dead process: it is reported as stale and
+    taken over. Use as a context manager. (The lock is as reliable as ``flock`` on the folder's
+    file system: local disks, and NFS that maps it to byte-range locks.)"""
+
+    def __init__(self, folder: str | Path, log: Callable[[str], None] = print) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.log = log
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as err:
+                raise WriteError(self.path, err) from None
+            try:
+                _lock_now(fd)
+            except OSError as err:
+                owner = _lock_owner(fd)
+                os.close(fd)
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+                    raise WriteError(self.path, err) from None
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by another evaluation ({owner}; see "
+                    f"{self.path}); wait for it to finish, or use another --out"
+                ) from None
+            try:  # released (and removed) between our open and flock: lock the new file
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        stale = _lock_owner(fd)
+        if stale != "owner unknown":
+            self.log(f"note: {self.path}: stale lock of {stale}, no longer running; taken over")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, (json.dumps(info) + "\n").encode())
+            os.fsync(fd)
+        except OSError as err:
+            os.close(fd)
+            raise WriteError(self.path, err) from None
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is None:
+            return
+        try:
+            if os.fstat(self.fd).st_ino == os.stat(self.path).st_ino:
+                os.unlink(self.path)  # before unlocking: a waiting process then locks a new file
+        except OSError:
+            pass  # a read-only folder, or removed by hand: the flock goes with the fd anyway
+        os.close(self.fd)
+        self.fd = None
+
+
+def _lock_now(fd: int) -> None:
+    """Take the exclusive lock of an open lock file, or raise ``OSError`` (EAGAIN) at once."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+def _lock_owner(fd: int) -> str:
+    """``"process PID on HOST since TIME"`` from a lock file's content."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"null")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started"])))
+        return f"process {int(info['pid'])} on {info['host']} since {when}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "owner unknown"
 
 
 # ---------------------------------------------------------------------------------- records
@@ -199,10 +300,14 @@ class PredictionStore:
 
     One process appends to ``predictions.jsonl``; under torchrun rank ``r`` appends to
     ``predictions.r.jsonl``, so no two processes write the same file. Reading takes every
-    ``predictions*.jsonl`` of the folder. Only the torn last line of the file this process
-    appends to (the pair in flight when it was stopped) is cut off; any other bad line is left
-    on disk, reported in :attr:`problems` with its file and line number, and its pair is
-    computed again. ``own=None`` opens the store read-only (re-scoring never rewrites a file).
+    ``predictions*.jsonl`` of the folder. Each line carries a CRC-32 of its content
+    (``"crc32"``; lines written before it existed are read without one). Only the torn last
+    line of the file this process appends to (the pair in flight when it was stopped) is cut
+    off; any other bad line (not JSON, not a prediction record, or failing its checksum) is left
+    on disk. Every problem is reported in :attr:`problems` with its file and line number, and
+    its pair is computed again. ``own=None`` opens the store read-only (re-scoring never
+    rewrites a file). A failed append (disk full, read-only folder) restores the file's
+    previous length and raises :class:`~corr.io.WriteError`.
     """
 
     def __init__(self, out: Path, own: str | None = PRED_FILE) -> None:
@@ -219,31 +324,76 @@ class PredictionStore:
         for number, line in enumerate(data.splitlines(keepends=True), 1):
             if not line.endswith(b"\n"):  # only the last line can lack its newline
                 if repair_tail:
-                    with open(path, "r+b") as f:
-                        f.truncate(offset)
+                    try:
+                        with open(path, "r+b") as f:
+                            f.truncate(offset)
+                    except OSError as err:
+                        raise WriteError(path, err) from None
+                    self.problems.append(
+                        f"{path}:{number}: torn last line (a write cut off) removed; "
+                        "its pair is recomputed"
+                    )
                 else:
                     self.problems.append(f"{path}:{number}: torn last line ignored")
                 break
             offset += len(line)
             try:
                 entry = json.loads(line)
-                pair_id = entry["pair_id"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
+                entry = None
+            problem = _record_problem(entry)
+            if problem is not None:
                 self.problems.append(
-                    f"{path}:{number}: not a prediction record; ignored (its pair is recomputed)"
+                    f"{path}:{number}: {problem}; ignored (its pair is recomputed)"
                 )
                 continue
-            self.entries[pair_id] = entry
+            entry.pop("crc32", None)
+            self.entries[entry["pair_id"]] = entry
 
     def append(self, entry: dict) -> None:
         if self.path is None:
             raise RuntimeError("this prediction store was opened read-only")
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        text = json.dumps(entry, separators=(",", ":"))
+        line = f'{text[:-1]},"crc32":{zlib.crc32(text.encode())}}}\n'
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            try:  # leave no partial line behind
+                with open(self.path, "r+b") as f:
+                    f.truncate(size)
+            except OSError:
+                pass  # a torn last line is cut off on resume anyway
+            raise WriteError(self.path, err) from None
         self.entries[entry["pair_id"]] = entry
+
+
+_RECORD_KEYS = {"pair_id", "pred", "flip", "skipped", "crc32"}
+
+
+def _record_problem(entry: Any) -> str | None:
+    """Why a parsed line is not a valid prediction record (None when it is)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("pair_id"), str):
+        return "not a prediction record"
+    if set(entry) - _RECORD_KEYS or ("pred" in entry) == ("skipped" in entry):
+        return "not a prediction record"
+    if "crc32" in entry:
+        body = {k: v for k, v in entry.items() if k != "crc32"}
+        text = json.dumps(body, separators=(",", ":"))
+        if entry["crc32"] != zlib.crc32(text.encode()):
+            return "damaged (its checksum does not match)"
+    if "pred" in entry:
+        pred = entry["pred"]
+        if not isinstance(pred, list) or not all(
+            p is None
+            or (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p))
+            for p in pred
+        ):
+            return "damaged (its points are not [x, y] pairs)"
+    return None
 
 
 def _points(arr: np.ndarray) -> list:
@@ -357,11 +507,32 @@ def run_eval(
     Under torchrun (``ctx`` of several ranks) every rank extracts its shard of the unique images
     and then matches its shard of the pairs into its own ``predictions.<rank>.jsonl``; rank 0
     then scores all of them (the other ranks return ``{}``). The numbers do not depend on the
-    number of processes.
+    number of processes. The folder is locked for the run (:class:`RunLock`; held by rank 0):
+    a second evaluation into it raises :class:`RunLockedError`. A file that cannot be written
+    (disk full, read-only folder) raises :class:`~corr.io.WriteError` naming it, with
+    everything written before intact.
     """
     ctx = ctx or DistContext()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(out, err) from None
+    if not ctx.is_main:
+        return _run_eval(opts, matcher, out, progress, log, ctx)
+    with RunLock(out, log):
+        remove_stale_temporaries(out, recursive=False)  # of a killed write of results or config
+        return _run_eval(opts, matcher, out, progress, log, ctx)
+
+
+def _run_eval(
+    opts: EvalOptions,
+    matcher,
+    out: Path,
+    progress: bool,
+    log: Callable[[str], None],
+    ctx: DistContext,
+) -> dict:
     records = load_records(opts)
     if not records:
         raise ValueError(
@@ -627,6 +798,11 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         pck=run.get("pck", "<"),
         limit=run.get("limit"),
     )
+    with RunLock(out, log):  # not while an evaluation is writing into the folder
+        return _rescore(out, opts, config, log)
+
+
+def _rescore(out: Path, opts: EvalOptions, config: dict, log: Callable[[str], None]) -> dict:
     store = PredictionStore(out, own=None)  # read-only: re-scoring never rewrites a file
     for problem in store.problems:
         log(f"warning: {problem}")

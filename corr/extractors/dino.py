@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._compat import ensure_torchvision_importable
-from ..weights import KNOWN_WEIGHTS, load_state_dict, resolve
+from ..weights import KNOWN_WEIGHTS, WeightsFileError, load_state_dict, resolve
 from .base import Extractor, FeatureMaps, module_fingerprint
 from .registry import register_extractor
 from .sd import dtype_name, parse_dtype
@@ -75,8 +75,7 @@ class DinoExtractor(Extractor):
         name: str = "dinov2",
     ) -> None:
         super().__init__()
-        self.dtype = parse_dtype(dtype)
-        self.model = model.to(self.dtype).eval().requires_grad_(False)
+        self.model = model.to(parse_dtype(dtype)).eval().requires_grad_(False)
         self.patch_size = int(model.patch_embed.patch_size[0])
         self.input_size = int(input_size)
         if self.input_size % self.patch_size:
@@ -87,6 +86,11 @@ class DinoExtractor(Extractor):
         self.name = name
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The network's dtype (follows ``.to(dtype)`` / ``.half()`` of the module)."""
+        return next(self.model.parameters()).dtype
 
     def config(self) -> dict[str, Any]:
         if self.model_id is None:
@@ -216,7 +220,12 @@ def build_dinov2_model(
         )
     if found is None:
         return model.eval(), f"random:{name}:init_seed={int(init_seed)}"
-    load_dinov2_state_dict(model, load_state_dict(found.path))
+    try:
+        load_dinov2_state_dict(model, load_state_dict(found.path))
+    except WeightsFileError:
+        raise
+    except ValueError as err:  # weights of another architecture: name the file
+        raise WeightsFileError(f"{found.path}: {err}") from None
     return model.eval(), found.weights_id
 
 

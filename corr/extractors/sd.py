@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import warnings
+import logging
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,11 +48,14 @@ import torch
 from torch import nn
 
 from .._compat import ensure_torchvision_importable
-from ..weights import WeightsNotFoundError, resolve
+from ..weights import WeightsFileError, WeightsNotFoundError, load_state_dict, resolve
 from .base import Extractor, FeatureMaps, module_fingerprint
 from .registry import register_extractor
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+logger = logging.getLogger(__name__)
+
+#: the bundled model configs (package data ``corr/extractors/configs/*.json``)
+CONFIG_DIR = resources.files("corr.extractors") / "configs"
 
 DEFAULT_SCHEDULER = {
     "num_train_timesteps": 1000,
@@ -459,9 +463,9 @@ class SDExtractor(Extractor):
         tokenizer: Any = None,
     ) -> None:
         super().__init__()
-        self.dtype = parse_dtype(dtype)
-        self.unet = _cast(unet, self.dtype).eval().requires_grad_(False)
-        self.vae = _cast(vae, self.dtype).eval().requires_grad_(False)
+        dtype = parse_dtype(dtype)
+        self.unet = _cast(unet, dtype).eval().requires_grad_(False)
+        self.vae = _cast(vae, dtype).eval().requires_grad_(False)
         self._taps = decoder_taps(self.unet)
         if isinstance(layers, str):
             layers = [x for x in layers.replace(",", " ").split() if x]
@@ -537,6 +541,11 @@ class SDExtractor(Extractor):
             raise ValueError(f"SD input size {size} must be a multiple of {m} (VAE x UNet stride)")
 
     # ---- config ------------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The UNet's dtype (follows ``.to(dtype)`` / ``.half()`` of the module)."""
+        return next(self.unet.parameters()).dtype
 
     @property
     def uses_category(self) -> bool:
@@ -657,7 +666,7 @@ class SDExtractor(Extractor):
             self.unet.enable_xformers_memory_efficient_attention()
             self._xformers_on = True
         except Exception as err:  # not importable or unusable: stay on SDPA
-            warnings.warn(f"xformers unavailable ({err}); using PyTorch SDPA", stacklevel=2)
+            logger.warning("xformers unavailable (%s); using PyTorch SDPA", err)
             self.xformers = False
 
     def noise(self, latent_shape: Sequence[int], seed: int) -> torch.Tensor:
@@ -822,18 +831,37 @@ def _weights_variant(folder: Path, component: str) -> tuple[str | None, bool]:
 
 
 def _load_component(cls, folder: Path, component: str, dtype: torch.dtype):
+    """One diffusers component; a weights file that cannot be loaded (corrupt, truncated, or a
+    pickle that would call code, refused unrun: ``.bin`` files are read with
+    ``weights_only=True``) raises :class:`~corr.weights.WeightsFileError` naming the file."""
     variant, safetensors = _weights_variant(folder, component)
     # without accelerate diffusers falls back to a normal load anyway (and logs a warning)
     low_mem = importlib.util.find_spec("accelerate") is not None
-    return cls.from_pretrained(
-        folder,
-        subfolder=component,
-        torch_dtype=dtype,
-        variant=variant,
-        use_safetensors=safetensors,
-        local_files_only=True,
-        low_cpu_mem_usage=low_mem,
-    )
+    try:
+        return cls.from_pretrained(
+            folder,
+            subfolder=component,
+            torch_dtype=dtype,
+            variant=variant,
+            use_safetensors=safetensors,
+            local_files_only=True,
+            low_cpu_mem_usage=low_mem,
+        )
+    except Exception as err:
+        v = f".{variant}" if variant else ""
+        weights = (
+            folder
+            / component
+            / f"diffusion_pytorch_model{v}.{'safetensors' if safetensors else 'bin'}"
+        )
+        if weights.is_file():
+            load_state_dict(weights)  # raises the file's own one-line error when it is bad
+        text = str(err).strip().splitlines()
+        raise WeightsFileError(
+            f"{folder / component}: diffusers could not load this {component} "
+            f"({type(err).__name__}: {text[0][:200] if text else ''}); check that the folder "
+            "is a complete diffusers model of a supported architecture"
+        ) from None
 
 
 def _encoder_only(vae: nn.Module) -> nn.Module:
