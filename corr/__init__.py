@@ -7,13 +7,20 @@ need no model code) does not pay for torch, timm or diffusers.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# the library logs, never prints (corr.logs); silent unless the application configures logging
+logging.getLogger("corr").addHandler(logging.NullHandler())
+
 _EXPORTS = {
     "Matcher": "corr.pipeline",
     "match": "corr.pipeline",
+    "clear_cache": "corr.pipeline",
+    "MatchOutput": "corr.outputs",
+    "DenseOutput": "corr.outputs",
     "PRESETS": "corr.pipeline",
     "Extractor": "corr.extractors",
     "ModuleExtractor": "corr.extractors",
@@ -26,6 +33,9 @@ _EXPORTS = {
 
 __all__ = [
     "PRESETS",
+    "DenseOutput",
+    "MatchOutput",
+    "clear_cache",
     "FeatureStore",
     "Extractor",
     "Matcher",
@@ -46,7 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
         list_extractors,
         register_extractor,
     )
-    from .pipeline import PRESETS, Matcher, match
+    from .outputs import DenseOutput, MatchOutput
+    from .pipeline import PRESETS, Matcher, clear_cache, match
     from .weights import WeightsNotFoundError
 
 

@@ -2,7 +2,8 @@
 
 Some machines get a CUDA build of torchvision next to a CPU build of torch. Its compiled
 operators cannot load, and ``import torchvision`` then fails with
-``RuntimeError: operator torchvision::nms does not exist``. That also breaks ``import timm``
+``RuntimeError: operator torchvision::nms does not exist``; the fix is logged (INFO, logger
+``corr._compat``) when it is applied. That also breaks ``import timm``
 and ``from diffusers import ...``, because both import torchvision when it is installed.
 
 :func:`ensure_torchvision_importable` tries the import; only if it fails with exactly that
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 
 import torch
 
+logger = logging.getLogger(__name__)
 _LIB: torch.library.Library | None = None  # must stay alive for the process lifetime
 _DONE = False
 _SCHEMAS = {
@@ -49,6 +52,13 @@ def ensure_torchvision_importable() -> bool:
         _LIB = torch.library.Library("torchvision", "DEF")
         for schema in _SCHEMAS.values():
             _LIB.define(schema)
-        importlib.import_module("torchvision")
+        tv = importlib.import_module("torchvision")
+        logger.info(
+            "torchvision %s does not match torch %s (its compiled operators cannot load): "
+            "declared the torchvision::nms/qnms schemas so that it imports; torchvision.ops and "
+            "torchvision.io stay unusable (corr does not use them)",
+            getattr(tv, "__version__", "?"),
+            torch.__version__,
+        )
     _DONE = True
     return _LIB is not None

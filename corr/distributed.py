@@ -52,7 +52,7 @@ class DistContext:
         """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is used, else as requested."""
         if not self.active:
             return requested
-        if requested in (None, "cuda") and torch.cuda.is_available():
+        if requested in (None, "auto", "cuda") and torch.cuda.is_available():
             return f"cuda:{self.local_rank}"
         return requested
 

@@ -73,6 +73,10 @@ def list_images(source: str | Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .io import WriteError
+    from .logs import setup_cli_logging
+
+    setup_cli_logging()
     args = build_parser().parse_args(argv)
     try:
         images = list_images(args.images)
@@ -151,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.barrier()
         ctx.close()
         return 0
+    except WriteError as err:  # disk full, read-only folder: what was written stays
+        print(f"error: {err}; then run the same command to resume", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(
             f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}",

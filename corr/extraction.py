@@ -87,10 +87,17 @@ class ExtractReport:
 class _Images(Dataset):
     """Decode, mirror, hash and letterbox one image per item (runs in DataLoader workers)."""
 
-    def __init__(self, items: Sequence[ImageItem], frames: Sequence[tuple[int, str]], resize: str):
+    def __init__(
+        self,
+        items: Sequence[ImageItem],
+        frames: Sequence[tuple[int, str]],
+        resize: str,
+        exif_transpose: bool = False,
+    ):
         self.items = list(items)
         self.frames = list(frames)
         self.resize = resize
+        self.exif_transpose = exif_transpose
 
     def __len__(self) -> int:
         return len(self.items)
@@ -98,7 +105,7 @@ class _Images(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
         try:
-            arr = load_image(item.image, name=item.name)
+            arr = load_image(item.image, name=item.name, exif_transpose=self.exif_transpose)
         except (OSError, ValueError) as err:
             return {"index": i, "error": str(err)}
         if item.mirrored:
@@ -168,11 +175,13 @@ def extract_features(
     num_workers: int = 0,
     skip_bad: bool = False,
     progress: bool = True,
+    exif_transpose: bool = False,
 ) -> ExtractReport:
     """Fill ``cache`` with every extractor's features of ``items`` (see the module docstring).
 
     ``config_of(ext, category)`` is the cache configuration of an extractor for an image of
     that category. Items are grouped by category so that a batch shares one prompt.
+    ``exif_transpose`` applies files' EXIF orientation (see :func:`corr.io.load_image`).
     """
     if batch_size < 1 or num_workers < 0:
         raise ValueError(
@@ -184,7 +193,7 @@ def extract_features(
     todo: list[ImageItem] = []
     for item in unique:
         found = (
-            cache.lookup_path(item.image, item.mirrored)
+            cache.lookup_path(item.image, item.mirrored, exif_transpose)
             if isinstance(item.image, (str, os.PathLike))
             else None
         )
@@ -207,7 +216,7 @@ def extract_features(
                 end += 1
             group = todo[start:end]
             loader = DataLoader(
-                _Images(group, frames, resize),
+                _Images(group, frames, resize, exif_transpose),
                 batch_size=batch_size,
                 num_workers=num_workers,
                 collate_fn=_collate,
@@ -225,6 +234,7 @@ def extract_features(
                     device,
                     report,
                     skip_bad,
+                    exif_transpose,
                 )
                 bar.update(len(batch["meta"]))
                 # bound the maps waiting for the disk
@@ -252,7 +262,17 @@ def _unique(items: Sequence[ImageItem]) -> list[ImageItem]:
 
 
 def _run_batch(
-    batch, group, extractors, config_of, cache, writer, pending, device, report, skip_bad
+    batch,
+    group,
+    extractors,
+    config_of,
+    cache,
+    writer,
+    pending,
+    device,
+    report,
+    skip_bad,
+    exif_transpose=False,
 ):
     meta = batch["meta"]
     good = [m for m in meta if "error" not in m]
@@ -274,7 +294,8 @@ def _run_batch(
         if not need:
             continue
         pixels = batch["pixels"][e][need] if len(need) < len(good) else batch["pixels"][e]
-        pixels = pixels.to(device, non_blocking=True).float().div_(255.0)
+        # to the extractor's own device (two extractors may sit on two GPUs)
+        pixels = pixels.to(ext.device, non_blocking=True).float().div_(255.0)
         out = run_adaptive(ext, pixels, category)
         for row, j in enumerate(need):
             maps = {k: v[row].detach() for k, v in out.items()}
@@ -290,6 +311,7 @@ def _run_batch(
                     m["key"],
                     m["width"],
                     m["height"],
+                    exif_transpose,
                 )
             )
     report.computed += len(good)

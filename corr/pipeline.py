@@ -1,13 +1,16 @@
 """The pipeline: image -> letterbox -> extractors -> fusion -> matcher -> original pixels.
 
 :class:`Matcher` keeps models loaded (and features cached) across calls; :func:`match` is the
-one-call API. Results follow the kornia / LightGlue convention: a dict with ``keypoints0``
-(source points), ``keypoints1`` (their matches) as ``(N, 2)`` float arrays in *original image
-pixels* ``(x, y)``, and ``confidence`` ``(N,)`` (cosine similarity of the matched cell).
+one-call API. Results follow the LoFTR / kornia convention (:class:`~corr.outputs.MatchOutput`,
+a dataclass that also reads like a dict): ``keypoints0`` (source points) and ``keypoints1``
+(their matches) as ``(N, 2)`` float arrays in *original image pixels* ``(x, y)``, and
+``confidence`` ``(N,)`` (cosine similarity of the matched cell). (LightGlue, by contrast,
+returns ``matches`` index pairs and ``scores``.)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .alignment import (
     flip_permutation_from_pairs,
@@ -29,6 +34,7 @@ from .alignment import (
     replace_where_aligned,
 )
 from .cache import FeatureCache, image_key
+from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, create_extractor
 from .extractors.base import autocast_name
@@ -42,8 +48,19 @@ from .geometry import (
     make_frame,
 )
 from .io import ImageLike, load_image
-from .matching import METHODS, WINDOW_MODES, dense_match, match_points, pixel_match
+from .matching import (
+    METHODS,
+    WINDOW_MODES,
+    dense_match,
+    match_points,
+    mutual_nearest_neighbours,
+    nearest_neighbours,
+    pixel_match,
+)
+from .outputs import DenseOutput, MatchOutput, to_torch
 from .protocols import Protocol, extractor_knobs, get_protocol
+
+logger = logging.getLogger(__name__)
 
 #: Named extractor combinations; the first is the default.
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -78,8 +95,12 @@ class ImageFeatures:
     maps: list[dict[str, torch.Tensor]] = field(repr=False)
 
 
-class Matcher:
+class Matcher(nn.Module):
     """Reusable semantic matcher; models stay loaded and features cached between calls.
+
+    An ``nn.Module``: ``.to(device)`` moves every extractor and the per-pair work there,
+    ``.half()``/``.to(torch.bfloat16)`` casts the networks (features are still stored as
+    fp16 and matched in float32); calling it is :meth:`match`.
 
     Args:
         extractors: a preset name (``"sd-dino"``, ``"sd"``, ``"dino"``, ``"sd21-dino"``,
@@ -122,7 +143,14 @@ class Matcher:
         compile: run each extractor through ``torch.compile`` (off by default: on this project's
             CPU it made the tiny test models 1.6-1.7x faster per call after a first call of
             20 s (DINOv2) and 130 s (SD); measure it on your device before relying on it).
-        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        device: ``"auto"`` (default; CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``, ... Extractors built here go there. Extractor objects you pass keep
+            the device you put them on unless ``device`` is given explicitly (so SD on
+            ``cuda:0`` and DINOv2 on ``cuda:1`` work); their maps come to the matcher's device
+            (the first extractor's, unless ``device`` is given) for fusion and matching.
+        exif_transpose: apply a file's EXIF orientation before anything else (phone photos), so
+            that points and results are in the frame a viewer shows. Off by default and in
+            every protocol: benchmark keypoints are annotated on the stored pixels.
     """
 
     def __init__(
@@ -152,10 +180,12 @@ class Matcher:
         cache_dir: str | Path | None = None,
         memory_cache: int = 4,
         memory_cache_bytes: int | None = None,
-        device: str | torch.device | None = None,
+        device: str | torch.device | None = "auto",
         seed: int = 0,
         compile: bool = False,
+        exif_transpose: bool = False,
     ) -> None:
+        super().__init__()
         self.protocol = get_protocol(protocol)
         if extractors is None:
             extractors = list(self.protocol.extractors)
@@ -193,32 +223,36 @@ class Matcher:
                 "extractors is empty: give a preset name, registered names or Extractor objects"
             )
         all_weights = fusion_weights(len(specs), knobs["fuse"], weights)
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        explicit = device not in (None, "auto")
+        target = resolve_device(device)
         options = extractor_options or {}
-        self.extractors: list[Extractor] = []
+        extractor_list: list[Extractor] = []
         self.weights: list[float] = []
         for spec, w in zip(specs, all_weights, strict=True):
             if w == 0:
                 continue  # alpha = 0 or 1: the other model alone; don't run this one
             if isinstance(spec, Extractor):
-                ext = spec
+                ext = spec  # stays on the device it is on, unless `device` was given
+                if explicit:
+                    ext = ext.to(target)
             else:
                 kwargs = {**extractor_knobs(self.protocol, spec), **options.get(spec, {})}
                 if dtype is not None:
                     kwargs.setdefault("dtype", dtype)
                 ext = create_extractor(spec, pretrained=pretrained, **kwargs)
                 ext.resample = self.protocol.resample
-            ext = ext.to(self.device).eval()
+                ext = ext.to(target)
+            ext = ext.eval()
             if autocast is not None:
                 ext.set_autocast(autocast)
             if compile:  # same features (to float rounding); pays a compilation per input shape
                 ext.extract = torch.compile(ext.extract)
-            self.extractors.append(ext)
+            extractor_list.append(ext)
             self.weights.append(w)
+        self.extractors = nn.ModuleList(extractor_list)
+        # where fusion and matching run; moves with .to() (an empty, non-float buffer)
+        work = target if explicit or not extractor_list else extractor_list[0].device
+        self.register_buffer("_anchor", torch.empty(0, dtype=torch.bool, device=work), False)
         self.specs = [
             s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs
         ]
@@ -236,6 +270,7 @@ class Matcher:
         self.flip_distance = knobs["flip_distance"]
         self.resize = knobs["resize"]
         self.seed = seed
+        self.exif_transpose = bool(exif_transpose)
         self.cache = FeatureCache(
             cache_dir, memory_items=memory_cache, memory_bytes=memory_cache_bytes
         )
@@ -255,6 +290,15 @@ class Matcher:
         _check_choice("resize", self.resize, RESIZE_MODES)
 
     # ------------------------------------------------------------------ configuration
+    @property
+    def device(self) -> torch.device:
+        """Where fusion and matching run (feature maps are brought here)."""
+        return self._anchor.device
+
+    def forward(self, src, tgt, points=None, **kwargs) -> MatchOutput:
+        """Same as :meth:`match`."""
+        return self.match(src, tgt, points, **kwargs)
+
     @property
     def frame(self) -> int:
         """Side of the letterbox frame in which matching happens (the last extractor's input)."""
@@ -282,6 +326,7 @@ class Matcher:
             "flip_distance": self.flip_distance,
             "resize": self.resize,
             "frame": self.frame,
+            **({"exif_transpose": True} if self.exif_transpose else {}),  # recorded when on
         }
 
     @staticmethod
@@ -312,7 +357,7 @@ class Matcher:
         is_path = isinstance(image, (str, os.PathLike))
         found_key, cached = None, [None] * len(self.extractors)
         if is_path:
-            found = self.cache.lookup_path(image, mirrored)
+            found = self.cache.lookup_path(image, mirrored, self.exif_transpose)
             if found is not None:
                 found_key, w, h = found
                 cached = [
@@ -321,7 +366,7 @@ class Matcher:
                 ]
                 if all(m is not None for m in cached):
                     return ImageFeatures(found_key, w, h, [self._on_device(m) for m in cached])
-        arr = load_image(image, name=name)
+        arr = load_image(image, name=name, exif_transpose=self.exif_transpose)
         if mirrored:
             arr = np.ascontiguousarray(arr[:, ::-1])
         h, w = arr.shape[:2]
@@ -345,7 +390,7 @@ class Matcher:
                 self.cache.put(key, cfg, maps)
             maps_all.append(self._on_device(maps))
         if is_path:
-            self.cache.remember_path(image, mirrored, key, w, h)
+            self.cache.remember_path(image, mirrored, key, w, h, exif=self.exif_transpose)
         return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
 
     def _on_device(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -391,6 +436,7 @@ class Matcher:
             num_workers=num_workers,
             skip_bad=skip_bad,
             progress=progress,
+            exif_transpose=self.exif_transpose,
         )
 
     def descriptors(
@@ -469,8 +515,12 @@ class Matcher:
         src_mask: np.ndarray | None = None,
         tgt_mask: np.ndarray | None = None,
         tgt_visible: np.ndarray | None = None,
-    ) -> dict[str, Any]:
+        return_tensors: str = "np",
+    ) -> MatchOutput:
         """Transfer ``points`` (``(N, 2)`` source pixels; NaN rows = invisible) to the target.
+
+        ``points`` may be a list, a numpy array or a torch tensor (on any device).
+        ``return_tensors="pt"`` gives torch tensors on :attr:`device` instead of numpy arrays.
 
         Without ``points``, every source grid cell on the image content is matched.
         ``category`` fills a ``{category}`` SD prompt; give ``(src_category, tgt_category)``
@@ -481,11 +531,12 @@ class Matcher:
         foreground masks) switch the decision to the masked distance. When the mirrored source
         wins, point ``i`` takes the match of its twin's mirrored position only where ``i`` and
         its twin are visible (not NaN) in the source and, if ``tgt_visible`` (``(N,)`` bool) is
-        given, in the target too; elsewhere it keeps its plain match. Returns ``keypoints0``, ``keypoints1``,
-        ``confidence`` and, with ``flip``, a ``flip`` dict (``flipped``, ``distance``,
-        ``distance_flipped``, ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned
-        predictions).
+        given, in the target too; elsewhere it keeps its plain match. Returns a
+        :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``, ``confidence`` and,
+        with ``flip``, a ``flip`` dict (``flipped``, ``distance``, ``distance_flipped``,
+        ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned predictions).
         """
+        _check_choice("return_tensors", return_tensors, ("np", "pt"))
         cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
         fs, ft = self.features(src, cat_s, "src"), self.features(tgt, cat_t, "tgt")
         ds, dt = self.descriptors(fs, ft)
@@ -518,7 +569,10 @@ class Matcher:
                 tgt_mask,
                 tgt_visible,
             )
-        return result
+        # a cosine similarity: float32 rounding may put a perfect match at 1 + 1e-7
+        result["confidence"] = np.clip(result["confidence"], -1.0, 1.0)
+        out = MatchOutput(**result)
+        return to_torch(out, self.device) if return_tensors == "pt" else out
 
     def _align(
         self, result, src, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible
@@ -605,13 +659,25 @@ class Matcher:
         d_flip = instance_distance(dm, dt_m, sv_m.to(dev), tv.to(dev), mutual)
         return d_plain, d_flip
 
-    def dense(self, src: ImageLike, tgt: ImageLike, category: str | None = None) -> dict[str, Any]:
-        """Flow for every source grid cell.
+    def dense(
+        self,
+        src: ImageLike,
+        tgt: ImageLike,
+        category: str | None = None,
+        *,
+        upsample: bool = False,
+        return_tensors: str = "np",
+    ) -> DenseOutput:
+        """Match every source grid cell; returns a :class:`~corr.outputs.DenseOutput`.
 
-        Returns ``flow`` ``(g, g, 2)``: the target point (original target pixels) matched to each
-        source cell; ``points0`` ``(g, g, 2)``: the source cell centres in original source pixels;
-        ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: source cell lies on image content.
+        ``points0`` ``(g, g, 2)``: source cell centres (original source pixels); ``coords1``:
+        the matched target points (absolute original target pixels); ``flow = coords1 -
+        points0``; ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies
+        on image content. With ``upsample=True`` every field has the source image's size
+        ``(H, W)``: ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated
+        bilinearly between cell centres, ``valid`` from the nearest cell.
         """
+        _check_choice("return_tensors", return_tensors, ("np", "pt"))
         if self.method == "pixel":
             raise ValueError(
                 "dense() matches grid cells: use method 'nn' or 'softargmax' (the 'pixel' "
@@ -632,21 +698,107 @@ class Matcher:
         )
         lb_s = self._frame(fs)
         lb_t = self._frame(ft)
-        flow = lb_t.from_letterbox(
+        coords1 = lb_t.from_letterbox(
             grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g, self.centre_shift)
         )
         if self.exclude_padding:
-            flow = clip_to_image(flow, ft.width, ft.height)
-        yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-        centres = lb_s.from_letterbox(
-            grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g)
+            coords1 = clip_to_image(coords1, ft.width, ft.height)
+        coords1 = coords1.reshape(g, g, 2)
+        confidence = np.clip(conf.cpu().numpy().astype(np.float64), -1.0, 1.0)
+        valid = content_mask(lb_s, g)
+        if upsample:
+            xx, yy = np.meshgrid(np.arange(fs.width), np.arange(fs.height))
+            points0 = np.stack([xx, yy], -1).astype(np.float64)
+            # each source pixel's position on the grid, as grid_sample's [-1, 1] (cell centres
+            # at (i + 0.5) / g): x_lb / frame * 2 - 1
+            lb = lb_s.to_letterbox(points0.reshape(-1, 2), arithmetic="exact")
+            where = torch.from_numpy(lb / self.frame * 2 - 1).float().view(1, fs.height, -1, 2)
+            maps = torch.from_numpy(
+                np.concatenate([coords1, confidence[..., None]], -1).transpose(2, 0, 1).copy()
+            ).float()[None]
+            up = F.grid_sample(
+                maps, where, mode="bilinear", padding_mode="border", align_corners=False
+            )
+            coords1 = up[0, :2].permute(1, 2, 0).double().numpy()
+            confidence = up[0, 2].double().numpy()
+            mask = torch.from_numpy(valid.astype(np.float32))[None, None]
+            near = F.grid_sample(
+                mask, where, mode="nearest", padding_mode="border", align_corners=False
+            )
+            valid = near[0, 0].numpy() > 0.5
+        else:
+            yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+            points0 = lb_s.from_letterbox(
+                grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g)
+            ).reshape(g, g, 2)
+        out = DenseOutput(
+            points0=points0,
+            coords1=coords1,
+            flow=coords1 - points0,
+            confidence=confidence,
+            valid=valid,
         )
-        return {
-            "flow": flow.reshape(g, g, 2),
-            "points0": centres.reshape(g, g, 2),
-            "confidence": conf.cpu().numpy().astype(np.float64),
-            "valid": content_mask(lb_s, g),
-        }
+        return to_torch(out, self.device) if return_tensors == "pt" else out
+
+    def match_sparse(
+        self,
+        src: ImageLike,
+        tgt: ImageLike,
+        *,
+        mutual: bool = True,
+        max_matches: int | None = None,
+        min_confidence: float | None = None,
+        category: str | tuple[str | None, str | None] | None = None,
+        return_tensors: str = "np",
+    ) -> MatchOutput:
+        """Sparse matches on the image content of both images, for geometry estimation.
+
+        Every source cell on the image content is matched to its most similar target cell on
+        the image content (cosine similarity of the fused descriptors); with ``mutual=True``
+        only pairs that are each other's nearest neighbour are kept. Sorted by confidence,
+        most similar first, cut to ``max_matches`` and to ``confidence >= min_confidence``.
+        Returns a :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the
+        two cells' centres in original source/target pixels, ``(M, 2)``, and ``confidence``
+        ``(M,)`` in ``[-1, 1]``.
+        """
+        _check_choice("return_tensors", return_tensors, ("np", "pt"))
+        if max_matches is not None and max_matches < 1:
+            raise ValueError(f"max_matches must be a positive number, got {max_matches}")
+        cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
+        fs, ft = self.features(src, cat_s, "src"), self.features(tgt, cat_t, "tgt")
+        ds, dt = self.descriptors(fs, ft)
+        g = ds.shape[-1]
+        lb_s, lb_t = self._frame(fs), self._frame(ft)
+        cells_s = np.flatnonzero(content_mask(lb_s, g).reshape(-1))
+        cells_t = np.flatnonzero(content_mask(lb_t, g).reshape(-1))
+        a = ds.reshape(ds.shape[0], -1).T[torch.from_numpy(cells_s).to(ds.device)]
+        b = dt.reshape(dt.shape[0], -1).T[torch.from_numpy(cells_t).to(dt.device)]
+        nn_idx, sim = nearest_neighbours(a, b)
+        keep = (
+            mutual_nearest_neighbours(a, b)
+            if mutual
+            else torch.ones(len(a), dtype=torch.bool, device=a.device)
+        )
+        if min_confidence is not None:
+            keep &= sim >= min_confidence
+        rows = torch.nonzero(keep).reshape(-1)
+        rows = rows[torch.argsort(-sim[rows], stable=True)]
+        if max_matches is not None:
+            rows = rows[:max_matches]
+        rows_np = rows.cpu().numpy()
+        src_cells = cells_s[rows_np]
+        tgt_cells = cells_t[nn_idx[rows].cpu().numpy()]
+
+        def centres(cells: np.ndarray, lb) -> np.ndarray:
+            xy = np.stack([cells % g, cells // g], 1)
+            return lb.from_letterbox(grid_to_letterbox(xy, self.frame, g)).reshape(-1, 2)
+
+        out = MatchOutput(
+            keypoints0=clip_to_image(centres(src_cells, lb_s), fs.width, fs.height),
+            keypoints1=clip_to_image(centres(tgt_cells, lb_t), ft.width, ft.height),
+            confidence=np.clip(sim[rows].cpu().numpy().astype(np.float64), -1.0, 1.0),
+        )
+        return to_torch(out, self.device) if return_tensors == "pt" else out
 
     # ------------------------------------------------------------------ helpers
     def _grid_points(self, fs: ImageFeatures, grid: int) -> np.ndarray:
@@ -658,6 +810,8 @@ class Matcher:
 
     @staticmethod
     def _check_points(points, fs: ImageFeatures) -> np.ndarray:
+        if isinstance(points, torch.Tensor):
+            points = points.detach().to("cpu", torch.float64).numpy()
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2:
             raise ValueError(
@@ -678,7 +832,15 @@ class Matcher:
 
 
 _MATCHERS: dict[str, Matcher] = {}
-_CALL_OPTIONS = ("category", "flip", "flip_pairs", "src_mask", "tgt_mask", "tgt_visible")
+_CALL_OPTIONS = (
+    "category",
+    "flip",
+    "flip_pairs",
+    "src_mask",
+    "tgt_mask",
+    "tgt_visible",
+    "return_tensors",
+)
 
 
 def match(
@@ -686,15 +848,17 @@ def match(
     tgt: ImageLike,
     points: np.ndarray | Sequence[Sequence[float]] | None = None,
     **options: Any,
-) -> dict[str, Any]:
+) -> MatchOutput:
     """Transfer ``points`` from ``src`` to ``tgt`` in one call.
 
     ``src``/``tgt``: paths, PIL images, ``(H, W, 3)`` arrays or ``(3, H, W)`` tensors;
     ``points``: ``(N, 2)`` source pixels ``(x, y)`` (``None``: every source grid cell). Options
     are those of :class:`Matcher` (``extractors``, ``fuse``, ``method``, ...) and of
     :meth:`Matcher.match` (``flip``, ``flip_pairs``, ``category``, masks). The matcher built for
-    a given set of options is kept, so repeated calls don't reload the models. Returns
-    ``keypoints0``, ``keypoints1`` ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``.
+    a given set of options is kept in this module, so repeated calls don't reload the models;
+    it holds its models (and their GPU memory) until :func:`clear_cache` or the end of the
+    process. Returns a :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``
+    ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``.
     """
     call = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
     key = repr(sorted(options.items(), key=lambda kv: kv[0]))
@@ -703,3 +867,14 @@ def match(
         _MATCHERS.clear()  # keep one set of models in memory
         matcher = _MATCHERS[key] = Matcher(**options)
     return matcher.match(src, tgt, points, **call)
+
+
+def clear_cache() -> None:
+    """Drop the matcher :func:`match` keeps between calls, and free the memory it held
+    (the CUDA caching allocator's too)."""
+    had = bool(_MATCHERS)
+    _MATCHERS.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if had:
+        logger.info("corr.match: cached matcher released")

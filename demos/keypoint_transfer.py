@@ -39,6 +39,12 @@ Extractors
     after ``bash .ci/setup``. ``--no-pretrained`` builds random weights (for tests only: the
     matches are then meaningless).
 
+Images
+    Pixels are used as stored (EXIF orientation ignored, as in the benchmarks);
+    ``--exif-transpose`` applies it, so that coordinates are in the frame a viewer shows. Images
+    above 100 megapixels or thinner than 1:100 are refused with exit code 2 (see
+    ``corr.io.MAX_IMAGE_PIXELS``).
+
 Exit codes: 0 done, 1 the model could not be built (e.g. missing weights), 2 bad arguments or
 input files (nothing is written).
 """
@@ -338,11 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--matcher", choices=("softargmax", "nn"), default="softargmax")
     p.add_argument("--dtype", default=None, help="model dtype for SD/DINOv2 (fp32, bf16, fp16)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, ..."
+    )
     p.add_argument(
         "--no-pretrained",
         action="store_true",
         help="random weights (tests only: the matches are meaningless)",
+    )
+    p.add_argument(
+        "--exif-transpose",
+        action="store_true",
+        help="apply the photos' EXIF orientation (phone photos): points and results are then in "
+        "the frame a viewer shows, not in the stored pixels",
     )
     return p
 
@@ -359,6 +373,9 @@ def _error(parser: argparse.ArgumentParser, message: str, code: int = 2) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from corr.logs import setup_cli_logging
+
+    setup_cli_logging()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -378,7 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = {}
     for label, path in (("SRC", src_path), ("TGT", tgt_path)):
         try:
-            images[label] = load_image(path, name=f"{label} {path}")
+            images[label] = load_image(
+                path, name=f"{label} {path}", exif_transpose=args.exif_transpose
+            )
         except (FileNotFoundError, ValueError) as err:
             return _error(parser, str(err))
     src, tgt = images["SRC"], images["TGT"]
@@ -526,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "src": {"path": str(src_path), "width": int(src.shape[1]), "height": int(src.shape[0])},
         "tgt": {"path": str(tgt_path), "width": int(tgt.shape[1]), "height": int(tgt.shape[0])},
         "points_from": how,
+        "exif_transpose": args.exif_transpose,
         "points": records,
         "extractor": {
             "spec": list(args.extractor),

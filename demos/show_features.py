@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--matcher", choices=("softargmax", "nn"), default="softargmax", help="for the best match"
     )
     p.add_argument("--dtype", default=None, help="model dtype for SD/DINOv2 (fp32, bf16, fp16)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, ..."
+    )
     p.add_argument("--no-pretrained", action="store_true", help="random weights (tests only)")
     return p
 
@@ -100,6 +102,9 @@ def _error(parser: argparse.ArgumentParser, message: str, code: int = 2) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from corr.logs import setup_cli_logging
+
+    setup_cli_logging()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run our models under torch.autocast in this dtype (weights keep --dtype)",
     )
-    a("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    a("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1")
     a("--pairs", type=int, default=6, help="P: pairs in the evaluation")
     a("--images", type=int, default=4, help="I: images the pairs are drawn over")
     a("--points", type=int, default=20, help="query points per pair")
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from corr.logs import setup_cli_logging
+
+    setup_cli_logging()
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
     if args.threads:
@@ -236,7 +239,9 @@ def run(args, argv) -> int:
     from corr.io import load_image
 
     load_before = loadavg()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from corr.devices import resolve_device
+
+    device = resolve_device(args.device or "auto")
     sizes = resolve_sizes(args)
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     for v in args.extract_variants:

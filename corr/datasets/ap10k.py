@@ -83,6 +83,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -99,6 +100,8 @@ from typing import Any
 import numpy as np
 
 from .records import DatasetLayoutError, PairRecord, frozen, inside, make_kps, read_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["load_ap10k", "build_ap10k", "crowd_list", "AP10K_SUBSETS", "NUM_KEYPOINTS", "main"]
 
@@ -346,6 +349,14 @@ def _read_raw(src: Path) -> tuple[dict, dict, dict]:
             if cats.setdefault(c["id"], c) != c:
                 raise ValueError(f"AP-10K: category {c['id']} differs between files ({fname})")
         for im in data.get("images", []):
+            missing = [k for k in ("id", "file_name", "width", "height") if k not in im]
+            if missing:
+                raise ValueError(
+                    f"AP-10K raw release: {ann_dir / fname}: image {im.get('id', '?')} "
+                    f"({im.get('file_name', 'no file_name')}) has no {', '.join(missing)}; every "
+                    "image entry needs id, file_name, width and height (COCO format): restore "
+                    "the original annotation file"
+                )
             iid = int(im["id"])
             if images.setdefault(iid, im) != im:
                 raise ValueError(f"AP-10K: image {iid} differs between files ({fname})")
@@ -775,12 +786,15 @@ def build_ap10k(src: str | Path, out: str | Path, link_images: bool = False) -> 
     atomic_write_text(out / "pair_list.txt", pair_list)
     atomic_write_json(manifest_path, manifest)
     if pruned:
-        print(f"removed {pruned} stale files from a previous build", file=sys.stderr)
+        logger.warning("removed %d stale files from a previous build in %s", pruned, out)
     return manifest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m corr.datasets.ap10k build --src RAW --out DIR [--link-images]``."""
+    from ..logs import setup_cli_logging
+
+    setup_cli_logging()
     parser = argparse.ArgumentParser(
         prog="python -m corr.datasets.ap10k",
         description="Build the AP-10K semantic-correspondence benchmark (GeoAware-SC protocol).",

@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="data set, or 'score' to re-score a finished run folder",
     )
     p.add_argument("folder", nargs="?", help="with 'score': the run folder to re-score")
+    x = p.add_argument_group(
+        "scoring another tool's predictions (score --predictions FILE --dataset NAME --root DIR)"
+    )
+    x.add_argument(
+        "--predictions",
+        help="a JSONL of {pair_id, pred: [[x, y] | null, ...]} in original target pixels, or "
+        "GeoAware-SC's result.pkl (SPair-71k); see corr/eval/external.py",
+    )
+    x.add_argument("--dataset", dest="score_dataset", choices=DATASETS, help="their data set")
+    x.add_argument(
+        "--format", choices=("jsonl", "geoaware-pkl"), help="default: from the file suffix"
+    )
     d = p.add_argument_group("data")
     d.add_argument(
         "--root", help="data set root (default: data/SPair-71k, data/PF-Pascal or data/AP-10K)"
@@ -245,7 +257,11 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
         help="mixed precision: run the networks under torch.autocast in this dtype (weights "
         "keep --dtype); features are cached under their own key",
     )
-    e.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    e.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:1, mps",
+    )
     e.add_argument(
         "--attention",
         choices=("sdpa", "xformers"),
@@ -305,10 +321,43 @@ def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..logs import setup_cli_logging
+
+    setup_cli_logging()
     args = build_parser().parse_args(argv)
-    from .runner import BadPairsError, ConfigMismatchError, EvalOptions, evaluate_run, run_eval
+    from ..io import WriteError
+    from .runner import (
+        BadPairsError,
+        ConfigMismatchError,
+        EvalOptions,
+        RunLockedError,
+        evaluate_run,
+        run_eval,
+    )
 
     try:
+        if args.dataset == "score" and args.predictions:
+            if args.folder or not args.score_dataset:
+                print(
+                    "error: score --predictions FILE takes --dataset NAME and --root DIR, "
+                    "not a run folder",
+                    file=sys.stderr,
+                )
+                return 2
+            from .external import score_predictions
+
+            score_predictions(
+                args.predictions,
+                args.score_dataset,
+                args.root or DEFAULT_ROOTS[args.score_dataset],
+                fmt=args.format,
+                split=args.split,
+                subset=args.ap10k_subset if args.score_dataset == "ap10k" else None,
+                geo_groups=args.geo_groups,
+                pck=args.pck or "<",
+                out=args.out,
+            )
+            return 0
         if args.dataset == "score":
             if not args.folder:
                 print(
@@ -454,9 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         ctx.close()
         return 0
+    except WriteError as err:  # disk full, read-only folder: exit 1, the same command resumes
+        print(f"error: {err}; then run the same command to resume", file=sys.stderr)
+        return 1
     except (
         BadPairsError,
         ConfigMismatchError,
+        RunLockedError,
         FileNotFoundError,
         ValueError,
         KeyError,

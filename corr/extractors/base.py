@@ -156,6 +156,15 @@ class ModuleExtractor(Extractor):
         self.register_buffer("mean", None if mean is None else torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", None if std is None else torch.tensor(std).view(1, -1, 1, 1))
 
+    @classmethod
+    def from_timm(cls, name: str, pretrained: bool = True, **kwargs: Any) -> ModuleExtractor:
+        """Any timm backbone: ``ModuleExtractor.from_timm("convnext_base.fb_in22k",
+        out_indices=(1, 2))``; mean, std and input size from its ``pretrained_cfg`` (see
+        :func:`corr.extractors.timm_backbone.timm_extractor` for the options)."""
+        from .timm_backbone import timm_extractor
+
+        return timm_extractor(name, pretrained=pretrained, **kwargs)
+
     def extract(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         x = pixels
         if self.mean is not None:

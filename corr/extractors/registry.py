@@ -66,13 +66,19 @@ def load_factory(spec: str) -> Callable[..., Extractor]:
 
 
 def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
-    """Build a registered extractor by name, or a custom one from ``"module:factory"``.
+    """Build a registered extractor by name, any timm backbone from ``"timm/<model name>"``
+    (:mod:`corr.extractors.timm_backbone`; ``out_indices=`` picks the stages), or a custom one
+    from ``"module:factory"``.
 
     ``pretrained=True`` loads real weights and raises :class:`corr.weights.WeightsNotFoundError`
     when they cannot be found; it never falls back to random weights. Extra keyword arguments
     go to the factory (``input_size``, ``dtype``, ``layers``, ...).
     """
-    if ":" in name:
+    from .timm_backbone import is_timm_name, timm_extractor
+
+    if is_timm_name(name):  # "timm/<name>" or "hf-hub:<repo>", before the ':' of module:factory
+        ext = timm_extractor(name, pretrained=pretrained, **kwargs)
+    elif ":" in name:
         ext = load_factory(name)(pretrained=pretrained, **kwargs)
     else:
         if name not in _REGISTRY:
