@@ -38,12 +38,16 @@ def load_ap10k(
 def load_pairs(dataset: str, root: str | Path, split: str = "test", **kw) -> list[PairRecord]:
     """Dispatch to the loader of ``dataset`` ("spair" | "pfpascal" | "ap10k").
 
-    Extra keywords go to the loader: ``layout`` for SPair-71k, ``subset`` for AP-10K.
+    Extra keywords go to the loader: ``layout`` for SPair-71k, ``subset`` for AP-10K. A
+    DatasetLayoutError also names the command that downloads the data set.
     """
-    if dataset == "spair":
-        return load_spair(root, split=split, **kw)
-    if dataset == "pfpascal":
-        return load_pfpascal(root, split=split, **kw)
-    if dataset == "ap10k":
-        return load_ap10k(root, split=split, **kw)
-    raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    loaders = {"spair": load_spair, "pfpascal": load_pfpascal, "ap10k": load_ap10k}
+    if dataset not in loaders:
+        raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    try:
+        return loaders[dataset](root, split=split, **kw)
+    except DatasetLayoutError as err:
+        from .download import download_hint
+
+        hint = "\n".join(h for h in (err.hint, download_hint(dataset, root)) if h)
+        raise DatasetLayoutError(err.dataset, err.layout, err.missing, hint=hint) from None

@@ -49,13 +49,14 @@ class DatasetLayoutError(FileNotFoundError):
         self.dataset = dataset
         self.layout = layout
         self.missing = Path(missing)
+        self.hint = hint
         msg = f"{dataset}: not found: {missing}\nexpected layout:\n{layout}"
         if hint:
             msg += f"\n{hint}"
         super().__init__(msg)
 
     def __reduce__(self):  # keep picklable despite the custom signature
-        return (DatasetLayoutError, (self.dataset, self.layout, self.missing))
+        return (DatasetLayoutError, (self.dataset, self.layout, self.missing, self.hint))
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,14 +144,18 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def check_images(records: Iterable[PairRecord]) -> list[tuple[str, Path, str]]:
+def check_images(
+    records: Iterable[PairRecord], progress: bool | None = False
+) -> list[tuple[str, Path, str]]:
     """Find missing or unreadable images: ``[(pair_id, path, reason), ...]`` in record order.
 
     Each image is opened with PIL, ``verify()``-ed (structure) and fully decoded (a truncated
     JPEG passes ``verify()`` but fails to decode). Every distinct path is checked once; a bad
-    image is reported for each pair using it.
+    image is reported for each pair using it. ``progress``: a tqdm bar over the pairs (None:
+    only on a terminal).
     """
     from PIL import Image
+    from tqdm import tqdm
 
     cache: dict[Path, str | None] = {}
 
@@ -170,7 +175,8 @@ def check_images(records: Iterable[PairRecord]) -> list[tuple[str, Path, str]]:
         return cache[path]
 
     bad: list[tuple[str, Path, str]] = []
-    for rec in records:
+    disable = None if progress is None else not progress
+    for rec in tqdm(records, desc="images", unit="pair", disable=disable, leave=False):
         for path in (rec.src_image, rec.tgt_image):
             why = reason(Path(path))
             if why is not None:

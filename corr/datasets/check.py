@@ -1,0 +1,376 @@
+"""Validate a benchmark folder: ``python -m corr.datasets check NAME --root DIR``.
+
+Reports, for SPair-71k, PF-Pascal or a built AP-10K folder:
+
+* the layout: required folders and files that are missing;
+* annotations: pair files listed but missing, image annotations missing, and files that cannot
+  be read (malformed JSON, a bad CSV row, missing fields), each by path;
+* images: files the pairs need that are missing or cannot be decoded (``quick``: only that each
+  exists and has a readable header);
+* the number of pairs per split against the published counts (``sources.json``; for AP-10K the
+  counts the builder wrote into ``manifest.json``).
+
+Nothing here imports model code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .records import DatasetLayoutError, PairRecord, check_images, image_size, read_lines
+
+__all__ = ["check_dataset", "CheckReport"]
+
+_SHOW = 10  # examples printed per kind of problem
+
+
+@dataclass
+class CheckReport:
+    """The findings of :func:`check_dataset`; ``ok`` is True when nothing is wrong."""
+
+    dataset: str
+    title: str
+    root: Path
+    layout_missing: list[Path] = field(default_factory=list)
+    pairs: dict[str, int] = field(default_factory=dict)  # split -> pairs found (listed)
+    expected: dict[str, int | None] = field(default_factory=dict)  # split -> published count
+    expected_from: str = ""
+    annotations_read: int = 0
+    missing_annotations: list[tuple[Path, str]] = field(default_factory=list)  # (path, needed by)
+    unreadable_annotations: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
+    images_checked: int = 0
+    decoded: bool = True
+    missing_images: list[tuple[Path, str]] = field(default_factory=list)  # (path, pair id)
+    unreadable_images: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
+
+    @property
+    def count_mismatches(self) -> dict[str, tuple[int, int]]:
+        """split -> (found, expected) where a published count exists and differs."""
+        return {
+            s: (self.pairs.get(s, 0), n)
+            for s, n in self.expected.items()
+            if n is not None and self.pairs.get(s, 0) != n
+        }
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.layout_missing
+            or self.missing_annotations
+            or self.unreadable_annotations
+            or self.missing_images
+            or self.unreadable_images
+            or self.count_mismatches
+        )
+
+    def format(self) -> str:
+        """The report as printed by the CLI (one block of lines)."""
+        lines = [f"{self.title} at {self.root}"]
+        if self.layout_missing:
+            lines.append(f"  layout       {len(self.layout_missing)} missing:")
+            lines += [f"    {p}" for p in self.layout_missing[:_SHOW]]
+        else:
+            lines.append("  layout       ok")
+        splits = list(dict.fromkeys([*self.expected, *self.pairs]))
+        for i, split in enumerate(splits):
+            found, want = self.pairs.get(split, 0), self.expected.get(split)
+            if want is None:
+                verdict = "(no published count)"
+            elif found == want:
+                verdict = f"(published {want:,}) ok"
+            else:
+                verdict = f"(published {want:,}) MISMATCH: {found - want:+,}"
+            head = "  pairs        " if i == 0 else "               "
+            lines.append(f"{head}{split} {found:,} {verdict}")
+        if self.expected_from:
+            lines.append(f"               counts from: {self.expected_from}")
+        lines.append(
+            f"  annotations  {self.annotations_read:,} read, "
+            f"{len(self.missing_annotations):,} missing, "
+            f"{len(self.unreadable_annotations):,} unreadable"
+        )
+        how = "decoded" if self.decoded else "headers only, --quick"
+        lines.append(
+            f"  images       {self.images_checked:,} checked ({how}), "
+            f"{len(self.missing_images):,} missing, {len(self.unreadable_images):,} unreadable"
+        )
+        for title, items in (
+            ("missing annotations", self.missing_annotations),
+            ("unreadable annotations", self.unreadable_annotations),
+            ("missing images", self.missing_images),
+            ("unreadable images", self.unreadable_images),
+        ):
+            if items:
+                lines.append(f"  {title} ({len(items):,}):")
+                lines += [f"    {p}: {why}" for p, why in items[:_SHOW]]
+                if len(items) > _SHOW:
+                    lines.append(f"    ... and {len(items) - _SHOW:,} more")
+        if self.ok:
+            lines.append("OK")
+        else:
+            n = sum(
+                map(
+                    bool,
+                    (
+                        self.layout_missing,
+                        self.missing_annotations,
+                        self.unreadable_annotations,
+                        self.missing_images,
+                        self.unreadable_images,
+                        self.count_mismatches,
+                    ),
+                )
+            )
+            lines.append(f"PROBLEMS: {n} kind(s), listed above")
+        return "\n".join(lines)
+
+
+def _bar(items: Iterable, desc: str, progress: bool | None, total: int | None = None):
+    from tqdm import tqdm
+
+    return tqdm(
+        items,
+        desc=desc,
+        total=total,
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
+
+
+def _scan_json(folder: Path, report: CheckReport, progress: bool | None) -> None:
+    """Parse every ``*.json`` under ``folder``; malformed ones go to the report."""
+    if not folder.is_dir():
+        return
+    files = sorted(folder.rglob("*.json"))
+    for path in _bar(files, f"read {folder.name}", progress):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+            report.annotations_read += 1
+        except (OSError, ValueError) as err:
+            report.unreadable_annotations.append((path, f"{type(err).__name__}: {err}"))
+
+
+def _check_images(
+    records: Sequence[PairRecord], report: CheckReport, quick: bool, progress: bool | None
+) -> None:
+    paths: dict[Path, str] = {}
+    for rec in records:
+        for p in (rec.src_image, rec.tgt_image):
+            paths.setdefault(Path(p), rec.pair_id)
+    report.images_checked = len(paths)
+    report.decoded = not quick
+    if quick:
+        for path, pair in _bar(paths.items(), "images", progress, total=len(paths)):
+            if not path.is_file():
+                report.missing_images.append((path, f"needed by pair {pair}"))
+            elif image_size(path) is None:
+                report.unreadable_images.append((path, "unreadable header"))
+        return
+    seen: set[Path] = set()
+    for _, path, why in check_images(records, progress=progress):
+        if path in seen:
+            continue
+        seen.add(path)
+        if why == "missing":
+            report.missing_images.append((path, f"needed by pair {paths[path]}"))
+        else:
+            report.unreadable_images.append((path, why))
+
+
+def _root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetLayoutError:
+    from .download import download_hint
+
+    return DatasetLayoutError(title, layout, root, hint=download_hint(dataset, root))
+
+
+# ------------------------------------------------------------------------------------- SPair
+
+
+def _check_spair(
+    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
+) -> None:
+    from .spair import _LAYOUT, _Annotations, _load_pair, _split_name
+
+    if not root.is_dir():
+        raise _root_missing("spair", report.title, _LAYOUT, root)
+    for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
+        if not (root / sub).is_dir():
+            report.layout_missing.append(root / sub)
+    _scan_json(root / "ImageAnnotation", report, progress)
+    bad_ann = {p for p, _ in report.unreadable_annotations}
+    anns = _Annotations(root)
+    records: list[PairRecord] = []
+    for split in splits:
+        split = _split_name(split)
+        pair_dir = root / "PairAnnotation" / split
+        layout_file = root / "Layout" / "large" / f"{split}.txt"
+        if layout_file.is_file():
+            stems = list(dict.fromkeys(read_lines(layout_file)))
+            files = [pair_dir / (s if s.endswith(".json") else f"{s}.json") for s in stems]
+        elif pair_dir.is_dir():
+            report.layout_missing.append(layout_file)
+            files = sorted(pair_dir.glob("*.json"))
+        else:
+            report.layout_missing.append(pair_dir)
+            report.pairs[split] = 0
+            continue
+        report.pairs[split] = len(files)
+        for path in _bar(files, f"pairs {split}", progress):
+            if not path.is_file():
+                report.missing_annotations.append((path, f"listed in {layout_file}"))
+                continue
+            try:
+                rec = _load_pair(path, root, anns)
+            except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
+                report.unreadable_annotations.append((path, str(err)))
+                continue
+            report.annotations_read += 1
+            for side in rec.flags.get("missing_annotation", []):
+                name = rec.src_image if side == "src" else rec.tgt_image
+                ann = root / "ImageAnnotation" / rec.category / f"{Path(name).stem}.json"
+                if ann not in bad_ann:
+                    report.missing_annotations.append((ann, f"needed by pair {rec.pair_id}"))
+            records.append(rec)
+    report.missing_annotations = list(dict.fromkeys(report.missing_annotations))
+    _check_images(records, report, quick, progress)
+
+
+# ---------------------------------------------------------------------------------- PF-Pascal
+
+
+def _check_pfpascal(
+    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
+) -> None:
+    from .pfpascal import _LAYOUT, _locate, load_pfpascal
+
+    if not root.is_dir():
+        raise _root_missing("pfpascal", report.title, _LAYOUT, root)
+    records: list[PairRecord] = []
+    base = None
+    for split in splits:
+        try:
+            csv_path, base = _locate(root, split)
+        except DatasetLayoutError as err:
+            report.layout_missing.append(err.missing)
+            report.pairs[split] = 0
+            continue
+        try:
+            recs = load_pfpascal(root, split)
+        except (ValueError, OSError) as err:
+            report.unreadable_annotations.append((csv_path, str(err)))
+            report.pairs[split] = 0
+            continue
+        report.annotations_read += 1
+        report.pairs[split] = len(recs)
+        records += recs
+    if base is None:
+        base = root.parent if root.name == "PF-dataset-PASCAL" else root
+    images = base / "PF-dataset-PASCAL" / "JPEGImages"
+    if not images.is_dir():
+        report.layout_missing.append(images)
+    _check_images(records, report, quick, progress)
+
+
+# ------------------------------------------------------------------------------------ AP-10K
+
+
+def _check_ap10k(
+    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
+) -> None:
+    from .ap10k import _LAYOUT, AP10K_SUBSETS, load_ap10k
+
+    if not root.is_dir():
+        raise _root_missing("ap10k", report.title, _LAYOUT, root)
+    for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
+        if not (root / sub).is_dir():
+            report.layout_missing.append(root / sub)
+    manifest_path = root / "manifest.json"
+    manifest_pairs: dict[str, int] = {}
+    if not manifest_path.is_file():
+        report.layout_missing.append(manifest_path)
+    else:
+        try:
+            manifest_pairs = {
+                k: int(v) for k, v in json.loads(manifest_path.read_text())["pairs"].items()
+            }
+            report.expected = {k: manifest_pairs[k] for k in sorted(manifest_pairs)}
+            report.expected_from = f"{manifest_path} (the builder's counts)"
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            report.unreadable_annotations.append((manifest_path, str(err)))
+    _scan_json(root / "ImageAnnotation", report, progress)
+    _scan_json(root / "PairAnnotation", report, progress)
+    subset_of = {suffix: subset for subset, suffix in AP10K_SUBSETS.items()}
+    wanted = (
+        list(splits)
+        or sorted(manifest_pairs)
+        or sorted(p.name for p in (root / "PairAnnotation").glob("*") if p.is_dir())
+    )
+    if splits:
+        report.expected = {k: v for k, v in report.expected.items() if k in wanted}
+    records: list[PairRecord] = []
+    for split_dir in wanted:
+        split, _, rest = split_dir.partition("_")
+        subset = subset_of.get("_" + rest if rest else "")
+        folder = root / "PairAnnotation" / split_dir
+        if subset is None or split not in ("test", "val"):
+            report.unreadable_annotations.append((folder, "not an AP-10K split folder"))
+            continue
+        if not folder.is_dir():
+            report.layout_missing.append(folder)
+            report.pairs[split_dir] = 0
+            continue
+        report.pairs[split_dir] = len(list(folder.glob("*.json")))
+        try:
+            records += load_ap10k(root, subset=subset, split=split)
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            report.unreadable_annotations.append((folder, f"{type(err).__name__}: {err}"))
+    _check_images(records, report, quick, progress)
+
+
+# ------------------------------------------------------------------------------------ public
+
+_CHECKS = {"spair": _check_spair, "pfpascal": _check_pfpascal, "ap10k": _check_ap10k}
+
+
+def check_dataset(
+    dataset: str,
+    root: str | Path,
+    *,
+    splits: Sequence[str] | None = None,
+    quick: bool = False,
+    published: Mapping[str, int | None] | None = None,
+    progress: bool | None = None,
+) -> CheckReport:
+    """Check the folder ``root`` of ``dataset`` ("spair", "pfpascal", "ap10k" (built)).
+
+    ``splits``: the splits to check (default: those with a published count, for AP-10K those of
+    the manifest). ``published``: split -> expected pair count replacing the recorded ones.
+    Raises DatasetLayoutError (with the download command) when ``root`` does not exist.
+    """
+    from .download import sources
+
+    if dataset not in _CHECKS:
+        raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(_CHECKS)}")
+    entry = sources()[dataset]
+    report = CheckReport(dataset=dataset, title=entry["title"], root=Path(root))
+    counts = dict(entry.get("published_pairs") or {}) if published is None else dict(published)
+    if dataset != "ap10k" or published is not None:
+        report.expected = counts
+        report.expected_from = (
+            "given by the caller"
+            if published is not None
+            else entry.get("published_pairs_from", "")
+        )
+    if splits is None:
+        splits = list(counts) if dataset != "ap10k" else []
+    _CHECKS[dataset](Path(root), report, list(splits), quick, progress)
+    if published is not None and dataset == "ap10k":
+        report.expected, report.expected_from = dict(published), "given by the caller"
+    if splits:
+        report.expected = {
+            k: v for k, v in report.expected.items() if k in report.pairs or k in splits
+        }
+    return report
