@@ -684,6 +684,18 @@ def _plan(entry: dict, origins: Sequence[str], log: Log) -> list[_Item]:
     files = entry["files"]
     items = [_Item(dict(f), url=f["url"]) for f in files]
     by_name = {it.name: it for it in items}
+
+    def pick(origin: str, name: str, fix: str) -> _Item:
+        """The file ``origin`` stands for: the one of that name, or the only one asked for."""
+        target = by_name.get(name)
+        if target is None and len(origins) == 1:
+            target = items[0]
+        if target is None:
+            raise ValueError(
+                f"--from {origin}: its name {name!r} is none of {', '.join(by_name)}; {fix}"
+            )
+        return target
+
     for origin in origins:
         origin = str(origin)
         if _is_url(origin):
@@ -695,14 +707,7 @@ def _plan(entry: dict, origins: Sequence[str], log: Log) -> list[_Item]:
                     )
                 continue
             base = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(origin).path))
-            target = by_name.get(base)
-            if target is None and len(origins) == 1:
-                target = items[0]
-            if target is None:
-                raise ValueError(
-                    f"--from {origin}: its name {base!r} is none of {', '.join(by_name)}; give "
-                    "one --from per file, named like the files"
-                )
+            target = pick(origin, base, "give one --from per file, named like the files")
             target.url, target.path = origin, None
             continue
         path = Path(origin).expanduser()
@@ -718,14 +723,7 @@ def _plan(entry: dict, origins: Sequence[str], log: Log) -> list[_Item]:
                 f"--from {origin}: no such file or folder (give an archive you downloaded, a "
                 "folder holding the files, or an http(s) URL)"
             )
-        target = by_name.get(path.name)
-        if target is None and len(origins) == 1:
-            target = items[0]
-        if target is None:
-            raise ValueError(
-                f"--from {origin}: its name is none of {', '.join(by_name)}; rename it, or give "
-                "a single --from for the main archive"
-            )
+        target = pick(origin, path.name, "rename it, or give a single --from for the main archive")
         target.url, target.path = None, path
     return items
 
