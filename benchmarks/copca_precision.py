@@ -31,7 +31,11 @@ STAGES = (6, 13, 18)
 
 
 def minireal_images(limit: int) -> list[Path]:
+    """The demo photos, then minireal's: the full copy beside the checkout where it is there,
+    else the repository's subset (tests/data/minireal)."""
     root = REPO.parent / "shared" / "data" / "minireal" / "SPair-71k" / "JPEGImages"
+    if not root.is_dir():
+        root = REPO / "tests" / "data" / "minireal" / "SPair-71k" / "JPEGImages"
     found = sorted(root.glob("*/*.jpg")) if root.is_dir() else []
     return [*sorted((REPO / "demos" / "assets").glob("*.jpg")), *found][:limit]
 

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python >= 3.11; annotations only
 
 __all__ = [
     "BUNDLED",
@@ -39,13 +44,13 @@ BUNDLED = (
 )
 #: the verbatim reference table behind a bundled table, where the two differ
 REFERENCE_VERBATIM = {"spair_flip": "spair_flip_geoaware"}
-_TABLE_DIR = Path(__file__).resolve().parent / "tables"
+_TABLE_DIR = resources.files("corr") / "tables"  # package data: corr/tables/*.json
 
 Groups = dict[str, list[list[int]]]
 
 
-def table_path(source: str | os.PathLike) -> Path:
-    """The JSON file behind ``source`` (a bundled name or a path)."""
+def table_path(source: str | os.PathLike) -> Path | Traversable:
+    """The JSON file behind ``source`` (a bundled name: the package's resource; or a path)."""
     if isinstance(source, str) and source in BUNDLED:
         return _TABLE_DIR / f"{source}.json"
     path = Path(source)

