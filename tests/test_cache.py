@@ -59,3 +59,24 @@ def test_a_damaged_entry_is_recomputed_by_the_matcher(tmp_path):
     torch.testing.assert_close(fresh.features(img).maps[0]["dino"], want)
     assert fresh.cache.misses == 1  # recomputed, and written again
     assert entry.exists()
+
+
+def test_a_damaged_path_index_entry_costs_one_decode_not_a_wrong_answer(tmp_path):
+    """The path index (file -> image key) is only a shortcut: a damaged entry is ignored, the
+    file is decoded again and its features are found under their content key."""
+    from PIL import Image
+
+    img = np.random.default_rng(1).integers(0, 255, (30, 44, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    Image.fromarray(img).save(path)
+    cache_dir = tmp_path / "cache"
+    m = Matcher(["dinov2-tiny"], pretrained=False, cache_dir=cache_dir, memory_cache=0)
+    want = m.features(path).maps[0]["dino"]
+    (index,) = (cache_dir / "paths").rglob("*.json")
+    for garbage in (b"{not json", b'{"key": "k"}', b"[]", b'{"key": "k", "width": "w"}', b""):
+        index.write_bytes(garbage)
+        fresh = Matcher(["dinov2-tiny"], pretrained=False, cache_dir=cache_dir, memory_cache=0)
+        got = fresh.features(path)
+        assert (got.width, got.height) == (44, 30), garbage
+        assert torch.equal(got.maps[0]["dino"], want), garbage
+        assert fresh.cache.misses == 0, garbage  # the features themselves came from the cache

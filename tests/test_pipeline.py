@@ -77,7 +77,7 @@ def test_points_none_and_dense_cover_the_image_content_only():
     assert (k0[:, 0] >= 0).all() and (k0[:, 0] <= 99).all() and (k0[:, 1] <= 49).all()
     d = m.dense(img, img)
     assert d["flow"].shape == (16, 16, 2) and d["valid"].sum() == 16 * 8
-    assert (d["flow"][..., 1] <= 49).all()  # never into the padding
+    assert (d["coords1"][..., 1] <= 49).all()  # never into the padding
 
 
 def test_nan_points_stay_nan_and_bad_points_are_named():
@@ -201,10 +201,16 @@ def test_sd_prompt_with_category_declares_it():
 
 
 def test_points_on_the_image_border_are_valid():
-    img = _image(w=90, h=60)
-    m = corr.Matcher([_ext()], device="cpu")
+    # every pixel random, so every cell is distinct and a self-match finds the query's own cell
+    img = np.random.default_rng(5).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    m = corr.Matcher([_ext(64)], method="nn", device="cpu")
     out = m.match(img, img, [[90.0, 60.0], [0.0, 0.0]])  # continuous frame [0, W] x [0, H]
-    assert np.isfinite(out["keypoints1"]).all()
+    # by hand: 90x60 -> 64 x round(42.67) = 64 x 43 at offset (0, 10); 16 x 16 cells of 4 px.
+    # (90, 60) -> (64, 52.67): cell (16 -> clipped to 15, 13), centre (62, 54) -> original
+    # ((62 - 0) * 90 / 64, (54 - 10) * 90 / 64) = (87.1875, 61.875), y clipped to H - 1 = 59.
+    # (0, 0) -> (0, 10): cell (0, 2), centre (2, 10) -> (2.8125, 0).
+    np.testing.assert_allclose(out["keypoints1"], [[87.1875, 59.0], [2.8125, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(out["confidence"], [1.0, 1.0], atol=1e-5)
     with pytest.raises(ValueError, match=r"points\[0\]"):
         m.match(img, img, [[90.5, 10.0]])
 
@@ -228,3 +234,34 @@ def test_bad_window_is_refused_when_the_matcher_is_built():
         Matcher(["dinov2-tiny"], pretrained=False, window=-1)
     with pytest.raises(ValueError, match="temperature > 0"):
         Matcher(["dinov2-tiny"], pretrained=False, temperature=0)
+
+
+def test_matcher_dtype_reaches_every_network_and_keys_the_cache(tmp_path):
+    from corr.pipeline import Matcher
+
+    img = np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    kw = dict(
+        pretrained=False,
+        device="cpu",
+        cache_dir=tmp_path,
+        extractor_options={"sd-tiny": {"input_size": 64}, "dinov2-tiny": {"input_size": 56}},
+    )
+    full = Matcher("tiny", **kw)
+    half = Matcher("tiny", dtype="bf16", **kw)
+    assert [type(e).__name__ for e in half.extractors] == ["SDExtractor", "DinoExtractor"]
+    for ext in half.extractors:
+        assert {p.dtype for p in ext.parameters() if p.is_floating_point()} == {torch.bfloat16}
+        assert ext.config()["dtype"] == "bf16"
+    for ext in full.extractors:
+        assert {p.dtype for p in ext.parameters() if p.is_floating_point()} == {torch.float32}
+        assert ext.config()["dtype"] == "fp32"
+    a, b = full.features(img), half.features(img)
+    for maps32, maps16 in zip(a.maps, b.maps, strict=True):
+        assert sorted(maps32) == sorted(maps16)
+        for name in maps32:
+            x, y = maps32[name], maps16[name]
+            assert x.shape == y.shape and y.dtype == torch.float32  # maps come out float32
+            rel = float((x - y).norm() / x.norm())
+            assert 0 < rel < 0.1, (name, rel)  # bf16 arithmetic: close, but not the same numbers
+    # one cache configuration folder per extractor and dtype: 2 extractors x 2 dtypes
+    assert len({p.parent.parent for p in tmp_path.rglob("*.safetensors")}) == 4

