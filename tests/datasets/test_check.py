@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from synthetic_ap10k import make_ap10k_raw
 
 from corr.datasets.__main__ import main
 from corr.datasets.ap10k import build_ap10k
@@ -37,23 +37,7 @@ def copy_spair(minireal: Path, dest: Path) -> list[str]:
 def make_ap10k(base: Path) -> Path:
     """Build a small AP-10K benchmark (2 families, 3 species) from a synthetic raw release."""
     raw = base / "raw"
-    species = [("cat", "Felidae", 4), ("lion", "Felidae", 3), ("dog", "Canidae", 3)]
-    cats = [{"id": i + 1, "name": n, "supercategory": f} for i, (n, f, _) in enumerate(species)]
-    images, anns, iid = [], [], 80000
-    for cat, (_, _, n) in zip(cats, species, strict=True):
-        for j in range(n):
-            iid += 1
-            images.append({"id": iid, "file_name": f"{iid:012d}.jpg", "width": 16, "height": 12})
-            kps = [v for k in range(17) for v in ((k + j) % 16, k % 12, 2)]
-            anns.append({"id": iid, "image_id": iid, "category_id": cat["id"], "bbox": [1, 1, 12, 9],
-                         "keypoints": kps, "num_keypoints": 17})  # fmt: skip
-    (raw / "data").mkdir(parents=True)
-    for im in images:
-        Image.new("RGB", (16, 12), (im["id"] % 256, 9, 9)).save(raw / "data" / im["file_name"])
-    (raw / "annotations").mkdir()
-    for k, name in enumerate(("train", "val", "test")):
-        part = {"images": images[k::3], "annotations": anns[k::3], "categories": cats}
-        (raw / "annotations" / f"ap10k-{name}-split1.json").write_text(json.dumps(part))
+    make_ap10k_raw(raw)
     build_ap10k(raw, base / "AP-10K")
     return base / "AP-10K"
 

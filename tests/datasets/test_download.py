@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from synthetic_ap10k import make_ap10k_raw
 
 import corr.datasets.download as dl
 from corr.datasets import DatasetLayoutError, load_ap10k, load_pairs, load_pfpascal, load_spair
@@ -211,31 +211,6 @@ def make_pfpascal(minireal: Path, dest: Path) -> dict[str, bytes]:
     test = "\n".join([lines[0], *rows]) + "\n"
     val = "\n".join([lines[0], rows[0]]) + "\n"
     return {"test_pairs_pf_pascal.csv": test.encode(), "val_pairs_pf_pascal.csv": val.encode()}
-
-
-def make_ap10k_raw(dest: Path) -> None:
-    """A small COCO-style AP-10K release: 3 species in 2 families, all 17 keypoints visible."""
-    species = [("cat", "Felidae", 4), ("lion", "Felidae", 3), ("dog", "Canidae", 3)]
-    cats = [
-        {"id": i + 1, "name": n, "supercategory": f, "keypoints": [f"k{k}" for k in range(17)]}
-        for i, (n, f, _) in enumerate(species)
-    ]
-    images, anns = [], []
-    iid = 70000
-    for cat, (_, _, n) in zip(cats, species, strict=True):
-        for j in range(n):
-            iid += 1
-            images.append({"id": iid, "file_name": f"{iid:012d}.jpg", "width": 16, "height": 12})
-            kps = [v for k in range(17) for v in ((k + j) % 16, (k * 3) % 12, 2)]
-            anns.append({"id": iid + 5, "image_id": iid, "category_id": cat["id"], "iscrowd": 0,
-                         "bbox": [1.0, 1.0, 12.0, 9.0], "keypoints": kps, "num_keypoints": 17})  # fmt: skip
-    (dest / "data").mkdir(parents=True)
-    for im in images:
-        Image.new("RGB", (16, 12), (im["id"] % 256, 40, 90)).save(dest / "data" / im["file_name"])
-    (dest / "annotations").mkdir()
-    for k, name in enumerate(("train", "val", "test")):
-        part = {"images": images[k::3], "annotations": anns[k::3], "categories": cats}
-        (dest / "annotations" / f"ap10k-{name}-split1.json").write_text(json.dumps(part))
 
 
 @pytest.fixture(scope="module")
