@@ -92,6 +92,33 @@ class DenseOutput(_Output):
     valid: Array
 
 
+@dataclass
+class WarpOutput(_Output):
+    """The source image warped into the target's frame (:meth:`Matcher.warp`).
+
+    Every field has the *target* image's size ``(H_t, W_t)``; pixel ``[y, x]`` is target pixel
+    ``(x, y)``:
+
+    - ``warped`` ``(H_t, W_t, 3)`` uint8 RGB: the source sampled (bilinearly) at ``coords``;
+      0 where not ``valid``;
+    - ``valid`` ``(H_t, W_t)`` bool: the target pixel lies on image content, its matched source
+      point lies inside the source image, and (with ``min_confidence``) its confidence is high
+      enough;
+    - ``coords`` ``(H_t, W_t, 2)``: the source point ``(x, y)`` each target pixel samples, in
+      original source pixels (``x`` is the pixel with column index ``x``, as in
+      ``cv2.remap``);
+    - ``confidence`` ``(H_t, W_t)``: cosine similarity of the match, ``[-1, 1]``.
+
+    numpy arrays (``coords``/``confidence`` float64), or torch tensors on the matcher's device
+    with ``return_tensors="pt"`` (float32; ``warped`` stays uint8, ``valid`` bool).
+    """
+
+    warped: Array
+    valid: Array
+    coords: Array
+    confidence: Array
+
+
 def to_torch(out: _Output, device: torch.device) -> _Output:
     """The same output with every numpy array as a torch tensor on ``device`` (float32; bool
     stays bool)."""

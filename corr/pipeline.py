@@ -57,7 +57,7 @@ from .matching import (
     nearest_neighbours,
     pixel_match,
 )
-from .outputs import DenseOutput, MatchOutput, to_torch
+from .outputs import DenseOutput, MatchOutput, WarpOutput, to_torch
 from .protocols import Protocol, extractor_knobs, get_protocol
 
 logger = logging.getLogger(__name__)
@@ -738,6 +738,70 @@ class Matcher(nn.Module):
             confidence=confidence,
             valid=valid,
         )
+        return to_torch(out, self.device) if return_tensors == "pt" else out
+
+    def warp(
+        self,
+        src: ImageLike,
+        tgt: ImageLike,
+        category: str | None = None,
+        *,
+        min_confidence: float | None = None,
+        return_tensors: str = "np",
+    ) -> WarpOutput:
+        """The source image warped into the target's frame through the dense correspondence.
+
+        For every target pixel the matched source point comes from ``dense(tgt, src,
+        upsample=True)`` (``coords``, original source pixels ``(x, y)``); the source pixels are
+        sampled there bilinearly with ``cv2.remap`` (needs ``pip install "semcorr[warp]"``).
+        Returns a :class:`~corr.outputs.WarpOutput` whose fields all have the target's size
+        ``(H_t, W_t)``: ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not valid), ``valid``
+        bool, ``coords`` ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the target pixel is
+        on image content, its source point inside the source image, and its confidence is at
+        least ``min_confidence`` (when given).
+        """
+        _check_choice("return_tensors", return_tensors, ("np", "pt"))
+        if self.method == "pixel":
+            raise ValueError(
+                "warp() uses the dense correspondence of grid cells: use method 'nn' or "
+                "'softargmax' (the 'pixel' method matches given points at the images' own "
+                "resolution)"
+            )
+        try:
+            import cv2
+        except ImportError as err:
+            raise ImportError(
+                'Matcher.warp needs OpenCV: pip install "semcorr[warp]" '
+                "(or pip install opencv-python-headless)"
+            ) from err
+        # decoded once here, so the sampled pixels are exactly the ones the features saw
+        src_px = load_image(src, name="src", exif_transpose=self.exif_transpose)
+        tgt_px = load_image(tgt, name="tgt", exif_transpose=self.exif_transpose)
+        limit = 32767  # cv2.remap: every side of both images below SHRT_MAX
+        if max(*src_px.shape[:2], *tgt_px.shape[:2]) >= limit:
+            raise ValueError(
+                f"warp(): cv2.remap needs both images' sides below {limit} pixels, got source "
+                f"{src_px.shape[1]}x{src_px.shape[0]} and target "
+                f"{tgt_px.shape[1]}x{tgt_px.shape[0]}; downscale them first"
+            )
+        d = self.dense(tgt_px, src_px, category, upsample=True)  # target pixel -> source point
+        coords = np.asarray(d.coords1, dtype=np.float64)
+        confidence = np.asarray(d.confidence, dtype=np.float64)
+        h_s, w_s = src_px.shape[:2]
+        x, y = coords[..., 0], coords[..., 1]
+        valid = d.valid & (x >= 0) & (x <= w_s - 1) & (y >= 0) & (y <= h_s - 1)
+        if min_confidence is not None:
+            valid &= confidence >= min_confidence
+        warped = cv2.remap(
+            np.ascontiguousarray(src_px),
+            x.astype(np.float32),
+            y.astype(np.float32),
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        warped[~valid] = 0
+        out = WarpOutput(warped=warped, valid=valid, coords=coords, confidence=confidence)
         return to_torch(out, self.device) if return_tensors == "pt" else out
 
     def match_sparse(

@@ -7,6 +7,7 @@ Usage::
     python demos/keypoint_transfer.py SRC TGT --points "120,80;200,150" --out fig.png
     python demos/keypoint_transfer.py SRC TGT --points-file pts.json
     python demos/keypoint_transfer.py --extractor corr.contrib.mobilenet:mobilenetv2
+    python demos/keypoint_transfer.py SRC TGT --warp warped.png   # + the source warped onto TGT
     bash demos/run.sh                                       # set up from nothing, then run
 
 Writes a side-by-side figure (source left, target right, coloured numbered points, a line
@@ -30,6 +31,14 @@ Points
     with the MobileNetV2 features on the 37 non-mirror pairs of ``minireal``, 43% of the
     chosen points fall inside the source's annotated box, against 29% for points spread
     uniformly over the image (the boxes' mean area share).
+
+Warp
+    ``--warp PATH`` (``.png`` or ``.jpg``) also writes the source warped into the target's frame
+    through the dense correspondence (:meth:`corr.Matcher.warp`; needs OpenCV:
+    ``pip install "semcorr[warp]"``): an image of the target's size in which target pixel
+    ``(x, y)`` shows the source pixel matched to it. Pixels without a valid match (outside the
+    source, or below ``--warp-min-confidence``) are greyed out: the target's own pixels, in
+    faded grey. Flick between it and the target to judge the correspondence everywhere.
 
 Extractors
     The default is the SD+DINO preset (``sd-dino``), which needs the real Stable Diffusion 1.5
@@ -358,7 +367,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply the photos' EXIF orientation (phone photos): points and results are then in "
         "the frame a viewer shows, not in the stored pixels",
     )
+    p.add_argument(
+        "--warp",
+        metavar="PATH",
+        help="also save the source warped into the target's frame (.png/.jpg, the target's "
+        'size; invalid pixels greyed out; needs pip install "semcorr[warp]")',
+    )
+    p.add_argument(
+        "--warp-min-confidence",
+        type=float,
+        default=None,
+        metavar="C",
+        help="with --warp: grey out the pixels whose match has a confidence below C",
+    )
     return p
+
+
+def warp_picture(warped: np.ndarray, valid: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """The ``--warp`` image: the warped source where ``valid``, elsewhere the target greyed out
+    (its luminance, faded halfway to light grey). ``(H_t, W_t, 3)`` uint8."""
+    grey = tgt.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    faded = np.round(0.5 * grey + 0.5 * 200).astype(np.uint8)
+    return np.where(valid[..., None], warped, faded[..., None])
 
 
 def _error(parser: argparse.ArgumentParser, message: str, code: int = 2) -> int:
@@ -438,6 +468,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
         return _error(parser, f"--out {out}: use a .png, .jpg, .pdf or .svg file name")
+    warp_path = Path(args.warp) if args.warp else None
+    if warp_path is not None:
+        if warp_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            return _error(parser, f"--warp {warp_path}: use a .png or .jpg file name")
+        if warp_path.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):
+            return _error(parser, f"--warp {warp_path}: give a file other than the figure/JSON")
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            print('error: --warp needs OpenCV: pip install "semcorr[warp]"', file=sys.stderr)
+            return 1
+    elif args.warp_min_confidence is not None:
+        return _error(parser, "--warp-min-confidence needs --warp PATH")
 
     # ---- the matcher
     import corr
@@ -566,6 +609,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "assets only); error_px: distance to it in target pixels; pck@0.10: keypoints with "
             "error_px < 0.1 x tgt_bbox_max_side, per keypoint of this one pair."
         )
+    if warp_path is not None:
+        from PIL import Image
+
+        from corr.io import atomic_write_bytes
+
+        warp = matcher.warp(src, tgt, min_confidence=args.warp_min_confidence)
+        buf = io.BytesIO()
+        fmt = "PNG" if warp_path.suffix.lower() == ".png" else "JPEG"
+        Image.fromarray(warp_picture(warp.warped, warp.valid, tgt)).save(
+            buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})
+        )
+        atomic_write_bytes(warp_path, buf.getvalue())
+        report["warp"] = {
+            "path": str(warp_path),
+            "note": "the source warped into the target's frame (target size); greyed-out "
+            "pixels: no valid match",
+            "valid_fraction": round(float(warp.valid.mean()), 4),
+            "min_confidence": args.warp_min_confidence,
+        }
     json_path = out.with_suffix(".json")
     atomic_write_json(json_path, report)
     readable_by_others(json_path)
@@ -586,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"figure: {out}")
     print(f"json:   {json_path}")
+    if warp_path is not None:
+        print(f"warp:   {warp_path}")
     return 0
 
 

@@ -194,3 +194,22 @@ def test_default_extractor_without_weights_says_what_to_do(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "were not found" in err and kt.MOBILENET in err
     assert not out.exists()
+
+
+def test_warp_option_saves_the_warped_source_at_the_target_size(tmp_path, capsys):
+    out, warp = tmp_path / "fig.png", tmp_path / "warped.png"
+    src, tgt = ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"
+    argv = [str(src), str(tgt), "--points", "100,50", "--out", str(out), "--warp", str(warp)]
+    assert kt.main([*argv, *TINY, "--matcher", "nn"]) == 0
+    assert warp.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(warp) as im:
+        assert im.size == (640, 462) and im.mode == "RGB"  # the target's size
+    data = _read(out)
+    assert data["warp"]["path"] == str(warp) and 0 <= data["warp"]["valid_fraction"] <= 1
+    assert f"warp:   {warp}" in capsys.readouterr().out
+    # greyed out where invalid: the target's luminance faded to light grey
+    tgt_px = np.zeros((2, 1, 3), np.uint8)
+    pic = kt.warp_picture(np.full((2, 1, 3), 7, np.uint8), np.array([[True], [False]]), tgt_px)
+    assert pic[0].tolist() == [[7, 7, 7]] and pic[1].tolist() == [[100, 100, 100]]
+    rc = kt.main([*argv[:-1], str(tmp_path / "warped.gif"), *TINY])
+    assert rc == 2 and "--warp" in capsys.readouterr().err
