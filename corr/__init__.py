@@ -29,6 +29,8 @@ _EXPORTS = {
     "register_extractor": "corr.extractors",
     "WeightsNotFoundError": "corr.weights",
     "FeatureStore": "corr.cache",
+    "cosegment": "corr.cosegmentation",
+    "CosegOutput": "corr.cosegmentation",
 }
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "DenseOutput",
     "MatchOutput",
     "clear_cache",
+    "CosegOutput",
+    "cosegment",
     "FeatureStore",
     "Extractor",
     "Matcher",
@@ -49,6 +53,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache import FeatureStore
+    from .cosegmentation import CosegOutput, cosegment
     from .extractors import (
         Extractor,
         ModuleExtractor,

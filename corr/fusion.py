@@ -33,15 +33,44 @@ def co_pca(
     ``benchmarks/copca_precision.py``), float64 on request. With fewer rows than channels (SD
     layer 2 at 960 px: 450 rows of 1280) the ``rows x rows`` Gram matrix is decomposed instead
     of the ``C x C`` covariance: the same components, cheaper.
+
+    This is :func:`co_pca_many` on ``[a, b]`` (bit for bit).
     """
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
         raise ValueError(
             f"co_pca needs two (C, h, w) maps with equal C, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    c = a.shape[0]
-    xa = a.reshape(c, -1).T.to(dtype)
-    xb = b.reshape(c, -1).T.to(dtype)
-    x = torch.cat([xa, xb], dim=0)
+    pa, pb = co_pca_many([a, b], dim, seed=seed, method=method, dtype=dtype)
+    return pa, pb
+
+
+def co_pca_many(
+    maps: Sequence[torch.Tensor],
+    dim: int,
+    seed: int = 0,
+    method: str = "eigh",
+    dtype: torch.dtype = torch.float32,
+) -> list[torch.Tensor]:
+    """:func:`co_pca` of any number of maps: one PCA fitted on the rows of all of them.
+
+    ``maps``: ``N >= 1`` maps ``(C, h_i, w_i)`` with one ``C`` (grids may differ). Their
+    ``sum h_i * w_i`` rows are stacked in order, centred by the joint mean and projected onto
+    the leading ``dim`` components (clipped to ``min(C, rows)``) of the joint covariance (or
+    Gram matrix when there are fewer rows than channels); ``method``, ``seed``, ``dtype`` and
+    the sign convention are :func:`co_pca`'s. Returns one ``(dim, h_i, w_i)`` float32 map per
+    input, in order. Projections of different images are comparable (one shared basis), which
+    is what part co-segmentation (:func:`corr.cosegment`) relies on.
+    """
+    if not maps:
+        raise ValueError("co_pca_many needs at least one (C, h, w) map")
+    if any(m.ndim != 3 for m in maps) or len({m.shape[0] for m in maps}) != 1:
+        raise ValueError(
+            "co_pca_many needs (C, h, w) maps with one C, got "
+            + ", ".join(str(tuple(m.shape)) for m in maps)
+        )
+    c = maps[0].shape[0]
+    xs = [m.reshape(c, -1).T.to(dtype) for m in maps]
+    x = torch.cat(xs, dim=0)
     x = x - x.mean(dim=0, keepdim=True)
     n = x.shape[0]
     k = min(dim, c, n)
@@ -69,10 +98,12 @@ def co_pca(
     signs[signs == 0] = 1
     comps = comps * signs
     proj = (x @ comps).float()
-    na = xa.shape[0]
-    pa = proj[:na].T.reshape(k, *a.shape[1:])
-    pb = proj[na:].T.reshape(k, *b.shape[1:])
-    return pa.contiguous(), pb.contiguous()
+    out, start = [], 0
+    for m, xm in zip(maps, xs, strict=True):
+        rows = xm.shape[0]
+        out.append(proj[start : start + rows].T.reshape(k, *m.shape[1:]).contiguous())
+        start += rows
+    return out
 
 
 def stack_pyramid(
@@ -167,26 +198,75 @@ def build_descriptors(
     ``src[i]`` / ``tgt[i]`` are extractor ``i``'s maps ``{name: (C, h, w)}``; ``reduce[i]`` says
     whether its maps are co-PCA reduced to ``pca_dim`` (``mode="copca"``, maps stacked in two
     upsampling steps as sd-dino); ``mode="concat"`` is GeoAware's raw variant (no PCA, maps
-    upsampled in one step, each group normalised, the whole re-normalised).
+    upsampled in one step, each group normalised, the whole re-normalised). This is
+    :func:`build_descriptors_many` on ``[src, tgt]`` (bit for bit).
+    """
+    for maps_s, maps_t in zip(src, tgt, strict=True):
+        if sorted(maps_t) != sorted(maps_s):
+            raise ValueError(f"source and target maps differ: {sorted(maps_s)} vs {sorted(maps_t)}")
+    ds, dt = build_descriptors_many(
+        [src, tgt],
+        reduce,
+        weights,
+        grid,
+        pca_dim=pca_dim,
+        mode=mode,
+        pca_method=pca_method,
+        seed=seed,
+        pca_dtype=pca_dtype,
+    )
+    return ds, dt
+
+
+def build_descriptors_many(
+    images: Sequence[Sequence[Mapping[str, torch.Tensor]]],
+    reduce: Sequence[bool],
+    weights: Sequence[float],
+    grid: int,
+    pca_dim: int | None = 256,
+    mode: str = "copca",
+    pca_method: str = "eigh",
+    seed: int = 0,
+    pca_dtype: torch.dtype = torch.float32,
+) -> list[torch.Tensor]:
+    """:func:`build_descriptors` of ``N >= 1`` images at once: co-PCA fitted on all of them.
+
+    ``images[j][i]`` is image ``j``'s extractor-``i`` maps ``{name: (C, h, w)}`` (every image
+    has the same extractors and map names). Each reduced map is projected by one
+    :func:`co_pca_many` over the ``N`` images, so the descriptors of all images live in one
+    space. Returns one fused ``(D, grid, grid)`` descriptor per image, in order.
     """
     if mode not in ("copca", "concat"):
         raise ValueError(f"fusion mode must be 'copca' or 'concat', got {mode!r}")
-    groups_s, groups_t = [], []
-    for maps_s, maps_t, red in zip(src, tgt, reduce, strict=True):
-        names = sorted(maps_s)
-        if sorted(maps_t) != names:
-            raise ValueError(f"source and target maps differ: {names} vs {sorted(maps_t)}")
-        ps, pt = [], []
+    if not images:
+        raise ValueError("build_descriptors_many needs at least one image")
+    n_ext = len(images[0])
+    if any(len(per) != n_ext for per in images):
+        raise ValueError(
+            f"every image needs one map dict per extractor, got {[len(p) for p in images]}"
+        )
+    if len(reduce) != n_ext:
+        raise ValueError(f"{n_ext} extractor map dicts but {len(reduce)} reduce flags")
+    groups: list[list[torch.Tensor]] = [[] for _ in images]
+    for e, red in enumerate(reduce):
+        names = sorted(images[0][e])
+        for j, per in enumerate(images):
+            if sorted(per[e]) != names:
+                raise ValueError(
+                    f"image {j}'s maps of extractor {e} differ from image 0's: "
+                    f"{sorted(per[e])} vs {names}"
+                )
+        projected: list[list[torch.Tensor]] = [[] for _ in images]
         for name in names:
-            a, b = maps_s[name], maps_t[name]
+            ms = [per[e][name] for per in images]
             if mode == "copca" and red and pca_dim:
-                a, b = co_pca(a, b, pca_dim, seed=seed, method=pca_method, dtype=pca_dtype)
-            ps.append(a)
-            pt.append(b)
+                ms = co_pca_many(ms, pca_dim, seed=seed, method=pca_method, dtype=pca_dtype)
+            for j, m in enumerate(ms):
+                projected[j].append(m)
         one_step = mode == "concat"
-        groups_s.append(stack_pyramid(ps, grid, one_step))
-        groups_t.append(stack_pyramid(pt, grid, one_step))
-    ds, dt = fuse(groups_s, weights), fuse(groups_t, weights)
+        for j in range(len(images)):
+            groups[j].append(stack_pyramid(projected[j], grid, one_step))
+    out = [fuse(g, weights) for g in groups]
     if mode == "concat":
-        ds, dt = l2_normalize(ds), l2_normalize(dt)
-    return ds, dt
+        out = [l2_normalize(d) for d in out]
+    return out
