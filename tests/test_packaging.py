@@ -9,7 +9,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # distribution name -> the module it provides
-MODULE_OF = {"pillow": "PIL", "huggingface_hub": "huggingface_hub"}
+MODULE_OF = {
+    "pillow": "PIL",
+    "huggingface_hub": "huggingface_hub",
+    "opencv-python-headless": "cv2",
+    "scikit-learn": "sklearn",
+}
 
 
 def _setup() -> configparser.ConfigParser:
@@ -45,6 +50,18 @@ def test_every_install_requirement_is_imported_by_the_package():
     assert not unused, f"declared but never imported by corr/: {unused}"
     for gone in ("opencv-python-headless", "scikit-learn"):
         assert gone not in dists
+
+
+def test_every_feature_extra_is_imported_by_the_package():
+    extras = _setup()["options.extras_require"]
+    used = _imported_modules(REPO / "corr")
+    for extra in ("warp", "coseg", "app", "xformers", "text"):
+        dists = [re.split(r"[<>=!~ \[]", r.strip())[0] for r in extras[extra].split("\n")]
+        for d in filter(None, dists):
+            assert MODULE_OF.get(d.lower(), d.lower()) in used, f"[{extra}] {d} is never imported"
+    test_extra = extras["test"]
+    for d in ("opencv-python-headless", "scikit-learn", "gradio", "selenium"):
+        assert d in test_extra  # the suite runs every feature
 
 
 def test_typed_marker_ships_and_ruff_targets_the_oldest_python():

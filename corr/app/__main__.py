@@ -1,0 +1,54 @@
+"""``python -m corr.app``: serve the interactive demo on this machine (see corr/app/ui.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..logs import setup_cli_logging
+from .demo import BACKBONES, DemoApp, bundled_examples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m corr.app",
+        description="Interactive semantic correspondence in the browser: click a point on one "
+        "image, see its match on the other (needs the [app] extra: gradio).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default=None,
+        help="initial backbone (default: sd-dino when its weights are here, else mobilenet)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--max-display", type=int, default=1024, help="longest side shown, in pixels")
+    args = p.parse_args(argv)
+    log = setup_cli_logging()
+    from .ui import build_blocks, theme
+
+    app = DemoApp(device=args.device, backbone=args.backbone, max_display=args.max_display)
+    blocks = build_blocks(app)
+    allowed = sorted({str(Path(f).parent) for pair in bundled_examples() for f in pair})
+    log.warning("corr.app: serving on http://%s:%d (Ctrl-C stops it)", args.host, args.port)
+    blocks.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        inbrowser=False,
+        theme=theme(),
+        allowed_paths=allowed,
+        show_error=True,
+        quiet=True,
+        footer_links=[],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

