@@ -75,3 +75,11 @@ def real_mobilenet() -> str:
             pytest.fail(msg)  # in CI the set-up installs it: never skip silently
         pytest.skip(msg)
     return "corr.contrib.mobilenet:mobilenetv2"
+
+
+@pytest.fixture(scope="session")
+def mobilenet_feature_cache(tmp_path_factory) -> Path:
+    """One on-disk feature cache for the tests that only *use* real MobileNetV2 features of
+    the bundled photos (the same image is then extracted once per test session, not once per
+    test); tests that check extraction or caching themselves use their own."""
+    return tmp_path_factory.mktemp("mobilenet-features")

@@ -88,7 +88,9 @@ def test_flip_errors_are_clear():
 # ---------------------------------------------------------------- real features on minireal
 @pytest.fixture(scope="module")
 def mobilenet(real_mobilenet):
-    return corr.Matcher([real_mobilenet], device="cpu")
+    # every image of the module stays in memory: the full copy's run reuses the subset's
+    # features and the identity pairs reuse the mirror pairs' sources
+    return corr.Matcher([real_mobilenet], device="cpu", memory_cache=256)
 
 
 def _pairs(minireal, mirror):
