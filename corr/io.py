@@ -215,10 +215,13 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
 
-    The temporary file (same folder, named ``.{name}.{host}-{pid}.*.tmp``) is removed on any
+    ``durable=False`` skips the ``fsync`` before the rename: for many small files whose
+    writer calls :func:`os.sync` before it writes the file that marks them complete (the
+    AP-10K builder's ``manifest.json``); after a power cut such a file may be empty. The
+    temporary file (same folder, named ``.{name}.{host}-{pid}.*.tmp``) is removed on any
     error; one left by a killed process is removed by :func:`remove_stale_temporaries`. An
     ``OSError`` (disk full, read-only folder) is raised as :class:`WriteError`.
     """
@@ -235,7 +238,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
         if os.path.exists(tmp):
@@ -295,14 +299,16 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Atomic text write (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
+    """Atomic text write (UTF-8); ``durable`` as in :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, durable: bool = True) -> None:
     """Atomic JSON write, indented, keys in insertion order."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, default=_json_default) + "\n", durable=durable
+    )
 
 
 def _json_default(obj: Any) -> Any:

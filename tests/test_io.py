@@ -84,3 +84,19 @@ def test_float_arrays_are_rounded_to_8_bits():
 def test_bad_array_and_image_inputs_are_named(image, error, match):
     with pytest.raises(error, match=match):
         load_image(image, name="src")
+
+
+def test_atomic_writes_fsync_unless_told_not_to(tmp_path, monkeypatch):
+    import os
+
+    from corr.io import atomic_write_json, atomic_write_text
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert len(synced) == 1
+    atomic_write_text(tmp_path / "b.txt", "b", durable=False)
+    assert len(synced) == 1  # the caller syncs once before its completion marker
+    assert (tmp_path / "a.json").read_text() == '{\n  "x": 1\n}\n'
+    assert (tmp_path / "b.txt").read_text() == "b" and not list(tmp_path.glob(".*.tmp"))

@@ -11,7 +11,9 @@ from ..logs import setup_cli_logging
 from .demo import BACKBONES, DemoApp, bundled_examples
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def launch(argv: Sequence[str] | None = None, *, block: bool = True):
+    """Parse the command line, build the page and serve it; returns the gradio ``Blocks``
+    (with ``block=False`` at once, the server running in a thread: ``.close()`` stops it)."""
     p = argparse.ArgumentParser(
         prog="python -m corr.app",
         description="Interactive semantic correspondence in the browser: click a point on one "
@@ -46,7 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_error=True,
         quiet=True,
         footer_links=[],
+        prevent_thread_lock=not block,
     )
+    return blocks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    launch(argv)
     return 0
 
 

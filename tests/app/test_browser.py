@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -55,40 +53,32 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, real_mobilenet):
+    """``python -m corr.app`` served from this process (its command line, parsed by the same
+    code), on a machine without SD / DINOv2 weights."""
     _need_module("gradio")
-    port = _free_port()
+    from corr.app.__main__ import launch
+
     tmp = tmp_path_factory.mktemp("app")
-    env = {
-        **os.environ,
-        "CORR_WEIGHTS_DIR": str(tmp / "weights"),  # no SD/DINOv2 weights: the stand-in
-        "HF_HUB_CACHE": str(tmp / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [sys.executable, "-m", "corr.app", "--port", str(port), "--device", "cpu"]
-    log = open(tmp / "app.log", "w")
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the app did not start: {(tmp / 'app.log').read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    port = _free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CORR_WEIGHTS_DIR", str(tmp / "weights"))  # no SD/DINOv2 weights here
+        mp.setenv("HF_HUB_CACHE", str(tmp / "hf"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        blocks = launch(["--port", str(port), "--device", "cpu"], block=False)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the app does not answer on {url}")
+                time.sleep(0.2)
+        yield url
+        blocks.close()
 
 
 @pytest.fixture(scope="module")

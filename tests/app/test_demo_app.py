@@ -131,3 +131,15 @@ def test_heat_map_and_markers():
     assert (drawn[10, 10 + 3] == 255).all()  # the white rim
     with pytest.raises(ValueError, match="style"):
         draw_points(image, [(1, 1)], [(0, 0, 0)], style="star")
+
+
+def test_command_line_help_names_every_option(capsys):
+    from corr.app.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--backbone", "--device", "--host", "--port", "--max-display"):
+        assert opt in out
+    assert "mobilenet" in out and "sd-dino" in out
