@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .alignment import mask_to_grid
-from .fusion import build_descriptors_many, l2_normalize
+from .fusion import l2_normalize
 from .geometry import content_mask, make_frame
 from .io import ImageLike, load_image
 from .outputs import _Output
@@ -170,18 +170,9 @@ def cosegment(
         matcher.features(im, cat, name=f"images[{i}]")
         for i, (im, cat) in enumerate(zip(images, categories, strict=True))
     ]
-    grid = max(m.shape[-1] for m in feats[0].maps[-1].values())  # as Matcher.descriptors
     with torch.no_grad():
-        descs = build_descriptors_many(
-            [f.maps for f in feats],
-            reduce=[e.reduce for e in matcher.extractors],
-            weights=matcher.weights,
-            grid=grid,
-            pca_dim=matcher.pca_dim,
-            mode=matcher.fusion,
-            pca_method=matcher.pca_method,
-            seed=matcher.seed,
-        )
+        descs = matcher.descriptors_many(feats)
+    grid = descs[0].shape[-1]
     frames = [make_frame(f.width, f.height, matcher.frame, matcher.resize) for f in feats]
     keeps = []
     for i, (f, frame) in enumerate(zip(feats, frames, strict=True)):

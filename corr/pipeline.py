@@ -38,7 +38,7 @@ from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, create_extractor
 from .extractors.base import autocast_name
-from .fusion import build_descriptors, fusion_weights
+from .fusion import build_descriptors_many, fusion_weights
 from .geometry import (
     RESIZE_MODES,
     clip_to_image,
@@ -443,10 +443,20 @@ class Matcher(nn.Module):
         self, src: ImageFeatures, tgt: ImageFeatures
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused ``(D, g, g)`` descriptors of a pair (co-PCA is fitted on the pair)."""
-        grid = max(m.shape[-1] for m in src.maps[-1].values())
-        return build_descriptors(
-            src.maps,
-            tgt.maps,
+        for maps_s, maps_t in zip(src.maps, tgt.maps, strict=True):
+            if sorted(maps_t) != sorted(maps_s):
+                raise ValueError(
+                    f"source and target maps differ: {sorted(maps_s)} vs {sorted(maps_t)}"
+                )
+        ds, dt = self.descriptors_many([src, tgt])
+        return ds, dt
+
+    def descriptors_many(self, images: Sequence[ImageFeatures]) -> list[torch.Tensor]:
+        """Fused ``(D, g, g)`` descriptors of ``N`` images with one co-PCA fitted on all of
+        them (for a pair, the same as :meth:`descriptors`); ``g`` is the first image's grid."""
+        grid = max(m.shape[-1] for m in images[0].maps[-1].values())
+        return build_descriptors_many(
+            [f.maps for f in images],
             reduce=[e.reduce for e in self.extractors],
             weights=self.weights,
             grid=grid,

@@ -98,22 +98,17 @@ def build_blocks(app: DemoApp):
                 visible=app.backbone == "sd-dino",
                 elem_id="alpha",
             )
-        with gr.Row():
-            src_in = gr.Image(
-                value=first[0],
-                type="numpy",
-                sources=["upload", "clipboard"],
-                label="Source image",
-                height=180,
-                elem_id="source-input",
-            )
-            tgt_in = gr.Image(
-                value=first[1],
-                type="numpy",
-                sources=["upload", "clipboard"],
-                label="Target image",
-                height=180,
-                elem_id="target-input",
+        with gr.Row():  # the images themselves, as uploaded
+            src_in, tgt_in = (
+                gr.Image(
+                    value=value,
+                    type="numpy",
+                    sources=["upload", "clipboard"],
+                    label=f"{side.capitalize()} image",
+                    height=180,
+                    elem_id=f"{side}-input",
+                )
+                for side, value in zip(("source", "target"), first, strict=True)
             )
         if examples:
             gr.Examples(examples, inputs=[src_in, tgt_in], label="Bundled photos")
@@ -121,22 +116,20 @@ def build_blocks(app: DemoApp):
             status = gr.Markdown("Loading...", elem_id="status")
             flip = gr.Button("Try flip alignment", elem_id="flip", scale=0)
             clear = gr.Button("Clear points", elem_id="clear", scale=0)
-        with gr.Row():
-            src_view = gr.Image(
-                label="Source: click a point",
-                interactive=False,
-                height=560,
-                format="jpeg",
-                buttons=[],
-                elem_id="source-view",
-            )
-            tgt_view = gr.Image(
-                label="Target: matches and the last click's similarity",
-                interactive=False,
-                height=560,
-                format="jpeg",
-                buttons=[],
-                elem_id="target-view",
+        with gr.Row():  # what is shown: points, matches, heat map (clicks go to the source)
+            src_view, tgt_view = (
+                gr.Image(
+                    label=label,
+                    interactive=False,
+                    height=560,
+                    format="jpeg",
+                    buttons=[],
+                    elem_id=f"{side}-view",
+                )
+                for side, label in (
+                    ("source", "Source: click a point"),
+                    ("target", "Target: matches and the last click's similarity"),
+                )
             )
         matches = gr.Textbox(
             label="Matches (JSON): (x, y) in original pixels of each image; similarity = cosine "
