@@ -19,3 +19,5 @@ echo
 echo "Figures (extractor $EXTRACTOR):"
 echo "  keypoint transfer: $(pwd)/demos/out/keypoint_transfer.png  (points: demos/out/keypoint_transfer.json)"
 echo "  feature view:      $(pwd)/demos/out/features.png"
+echo
+echo "Interactive page (click a point, see its match): . .venv/bin/activate && python -m corr.app"
