@@ -146,6 +146,14 @@ def flip_permutation_from_pairs(pairs: Iterable[Sequence[int]], n: int) -> np.nd
     return perm
 
 
+def mirrored_source_wins(distance: float, distance_flipped: float) -> bool:
+    """The flip decision (docs/protocol.md §6): the mirrored source wins when its instance
+    distance is finite and lower than the plain one (or the plain one is not finite)."""
+    return bool(
+        np.isfinite(distance_flipped) and (not np.isfinite(distance) or distance_flipped < distance)
+    )
+
+
 def flipped_queries(points: np.ndarray, perm: np.ndarray, width: int) -> np.ndarray:
     """Queries in the mirrored source: keypoint ``i`` asks at the mirrored position of ``perm[i]``.
 

@@ -24,11 +24,11 @@ from torch import nn
 
 from .alignment import (
     flip_permutation_from_pairs,
-    flipped_queries,
     instance_distance,
     letterbox_mask,
     mask_to_grid,
     mirror_in_letterbox,
+    mirrored_source_wins,
     reference_masked_distance,
     reference_mutual_distance,
     replace_where_aligned,
@@ -46,6 +46,7 @@ from .geometry import (
     grid_cells,
     grid_to_letterbox,
     make_frame,
+    mirror_points,
 )
 from .io import ImageLike, load_image
 from .matching import (
@@ -443,11 +444,6 @@ class Matcher(nn.Module):
         self, src: ImageFeatures, tgt: ImageFeatures
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused ``(D, g, g)`` descriptors of a pair (co-PCA is fitted on the pair)."""
-        for maps_s, maps_t in zip(src.maps, tgt.maps, strict=True):
-            if sorted(maps_t) != sorted(maps_s):
-                raise ValueError(
-                    f"source and target maps differ: {sorted(maps_s)} vs {sorted(maps_t)}"
-                )
         ds, dt = self.descriptors_many([src, tgt])
         return ds, dt
 
@@ -604,7 +600,7 @@ class Matcher(nn.Module):
         if (src_mask is None) != (tgt_mask is None):
             raise ValueError("give both src_mask and tgt_mask, or neither")
         d_plain, d_flip = self._flip_distances(ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask)
-        flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
+        flipped = mirrored_source_wins(d_plain, d_flip)
         replaced = np.zeros(n, dtype=bool)
         plain = result["keypoints1"].copy()
         if flipped:
@@ -613,17 +609,7 @@ class Matcher(nn.Module):
             aligned = np.full_like(pts, np.nan)
             conf_a = np.full(n, np.nan)
             if use.any():
-                lb_s = self._frame(fs)
-                if self.mirror == "letterbox":
-                    queries = mirror_in_letterbox(
-                        lb_s.to_letterbox(pts[perm][use], arithmetic=self.arithmetic),
-                        self.frame,
-                        arithmetic=self.arithmetic,
-                    )
-                else:
-                    queries = lb_s.to_letterbox(
-                        flipped_queries(pts, perm, fs.width)[use], arithmetic=self.arithmetic
-                    )
+                queries = self._mirrored_queries(pts[perm][use], fs)
                 aligned[use], conf_a[use] = self._transfer_letterbox(dm, dt_m, fm, ft, queries)
             result["keypoints1"], replaced = replace_where_aligned(
                 result["keypoints1"], aligned, vis, perm, tgt_visible
@@ -638,6 +624,19 @@ class Matcher(nn.Module):
             "keypoints1_plain": plain,
         }
         return result
+
+    def _mirrored_queries(self, points: np.ndarray, fs: ImageFeatures) -> np.ndarray:
+        """Source pixels ``(K, 2)`` -> their mirrored positions in the mirrored source's
+        matching frame (``self.mirror``: at ``W - 1 - x`` in the image, or ``T - x`` in the
+        letterbox). With the twins' points, these are flip alignment's queries."""
+        lb = self._frame(fs)
+        if self.mirror == "letterbox":
+            return mirror_in_letterbox(
+                lb.to_letterbox(points, arithmetic=self.arithmetic),
+                self.frame,
+                arithmetic=self.arithmetic,
+            )
+        return lb.to_letterbox(mirror_points(points, fs.width), arithmetic=self.arithmetic)
 
     def _flip_distances(self, ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask):
         """Instance matching distances of the plain and the mirrored source to the target."""

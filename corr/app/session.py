@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..alignment import flipped_queries, mirror_in_letterbox
+from ..alignment import mirrored_source_wins
 from ..geometry import content_mask, grid_cells
 from ..io import ImageLike, load_image
 from ..pipeline import ImageFeatures, Matcher
@@ -128,7 +128,7 @@ class PairSession:
         d_plain, d_flip = self.matcher._flip_distances(
             self.ds, self.dt, dm, dt_m, self.fs, self.ft, None, None
         )
-        flipped = bool(np.isfinite(d_flip) and (not np.isfinite(d_plain) or d_flip < d_plain))
+        flipped = mirrored_source_wins(d_plain, d_flip)
         self._decision = FlipDecision(flipped, float(d_plain), float(d_flip))
         return self._decision
 
@@ -140,25 +140,13 @@ class PairSession:
         m = self.matcher
         pts = m._check_points([[float(x), float(y)]], self.fs)
         with torch.no_grad():
-            if mirrored:
-                fm, d_src, d_tgt = self._mirror()
-                lb = m._frame(fm)
-                if m.mirror == "letterbox":
-                    query = mirror_in_letterbox(
-                        lb.to_letterbox(pts, arithmetic=m.arithmetic),
-                        m.frame,
-                        arithmetic=m.arithmetic,
-                    )
-                else:
-                    query = lb.to_letterbox(
-                        flipped_queries(pts, np.array([0]), self.fs.width),
-                        arithmetic=m.arithmetic,
-                    )
-                target, conf = m._transfer_letterbox(d_src, d_tgt, fm, self.ft, query)
+            if mirrored:  # as Matcher.match(flip=True) with the point as its own twin
+                fs, d_src, d_tgt = self._mirror()
+                query = m._mirrored_queries(pts, self.fs)
             else:
-                d_src, d_tgt = self.ds, self.dt
-                query = m._frame(self.fs).to_letterbox(pts, arithmetic=m.arithmetic)
-                target, conf = m._transfer(d_src, d_tgt, self.fs, self.ft, pts)
+                fs, d_src, d_tgt = self.fs, self.ds, self.dt
+                query = m._frame(fs).to_letterbox(pts, arithmetic=m.arithmetic)
+            target, conf = m._transfer_letterbox(d_src, d_tgt, fs, self.ft, query)
             cell = grid_cells(query, m.frame, d_src.shape[-1], arithmetic=m.arithmetic)[0]
             sim = cosine_similarity_map(d_src, d_tgt, cell)
         sim = np.where(self._tgt_content, sim, np.nan)
