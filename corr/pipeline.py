@@ -684,7 +684,9 @@ class Matcher(nn.Module):
         points0``; ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies
         on image content. With ``upsample=True`` every field has the source image's size
         ``(H, W)``: ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated
-        bilinearly between cell centres, ``valid`` from the nearest cell.
+        bilinearly between cell centres (held constant beyond the outermost centres, so the
+        outer half cell of the image takes its edge cell's match), ``valid`` from the nearest
+        cell.
         """
         _check_choice("return_tensors", return_tensors, ("np", "pt"))
         if self.method == "pixel":
