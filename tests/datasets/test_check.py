@@ -9,29 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from minireal_subset import copy_spair
 from synthetic_ap10k import make_ap10k_raw
 
 from corr.datasets.__main__ import main
 from corr.datasets.ap10k import build_ap10k
 from corr.datasets.check import check_dataset
-
-CATS = ("fly", "locust", "zebra")
-
-
-def copy_spair(minireal: Path, dest: Path) -> list[str]:
-    """minireal's SPair-71k pairs of CATS, in the SPair-71k layout; returns the pair stems."""
-    src = minireal / "SPair-71k"
-    for sub in ("JPEGImages", "ImageAnnotation"):
-        for cat in CATS:
-            shutil.copytree(src / sub / cat, dest / sub / cat)
-    listed = (src / "Layout/large/test.txt").read_text().split()
-    stems = [s for s in listed if s.rsplit(":", 1)[1] in CATS]
-    (dest / "PairAnnotation/test").mkdir(parents=True)
-    for s in stems:
-        shutil.copy(src / "PairAnnotation/test" / f"{s}.json", dest / "PairAnnotation/test")
-    (dest / "Layout/large").mkdir(parents=True)
-    (dest / "Layout/large/test.txt").write_text("\n".join(stems) + "\n")
-    return stems
 
 
 def make_ap10k(base: Path) -> Path:

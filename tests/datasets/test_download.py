@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from minireal_subset import CATS, copy_spair
 from synthetic_ap10k import make_ap10k_raw
 
 import corr.datasets.download as dl
@@ -42,7 +43,6 @@ from corr.datasets.download import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CATS = ("fly", "locust", "zebra")  # the smallest minireal categories
 SPAIR = "SPair-71k.tar.gz"
 PF_ZIP = "PF-dataset-PASCAL.zip"
 AP_ZIP = "ap-10k.zip"
@@ -180,25 +180,6 @@ def _zip(folder: Path, arcname: str, extra: dict[str, bytes] | None = None) -> b
     return buf.getvalue()
 
 
-def make_spair(minireal: Path, dest: Path) -> list[str]:
-    """A SPair-71k folder holding minireal's pairs of CATS; returns the test pair stems."""
-    src = minireal / "SPair-71k"
-    for cat in CATS:
-        shutil.copytree(src / "JPEGImages" / cat, dest / "JPEGImages" / cat)
-        shutil.copytree(src / "ImageAnnotation" / cat, dest / "ImageAnnotation" / cat)
-    stems = [
-        s
-        for s in (src / "Layout/large/test.txt").read_text().split()
-        if s.rsplit(":", 1)[-1] in CATS
-    ]
-    (dest / "PairAnnotation/test").mkdir(parents=True)
-    for s in stems:
-        shutil.copy(src / "PairAnnotation/test" / f"{s}.json", dest / "PairAnnotation/test")
-    (dest / "Layout/large").mkdir(parents=True)
-    (dest / "Layout/large/test.txt").write_text("\n".join(stems) + "\n")
-    return stems
-
-
 def make_pfpascal(minireal: Path, dest: Path) -> dict[str, bytes]:
     """PF-dataset-PASCAL/ (images of CATS) in ``dest``; returns the two CSVs' bytes."""
     src = minireal / "PF-Pascal"
@@ -216,7 +197,7 @@ def make_pfpascal(minireal: Path, dest: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def archives(minireal: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("archives")
-    stems = make_spair(minireal, base / "SPair-71k")
+    stems = copy_spair(minireal, base / "SPair-71k")
     csvs = make_pfpascal(minireal, base / "pf")
     make_ap10k_raw(base / "ap-10k")
     junk = {"__MACOSX/PF-dataset-PASCAL/._x.jpg": b"\0\5\26\7", "PF-dataset-PASCAL/.DS_Store": b"x"}
