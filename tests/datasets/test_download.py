@@ -29,7 +29,7 @@ import pytest
 from minireal_subset import CATS, copy_spair
 from synthetic_ap10k import make_ap10k_raw
 
-import corr.datasets.download as dl
+import corr.datasets.fetching as fetching
 from corr.datasets import DatasetLayoutError, load_ap10k, load_pairs, load_pfpascal, load_spair
 from corr.datasets.__main__ import main
 from corr.datasets.download import (
@@ -125,8 +125,8 @@ def server(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(dl, "RETRY_WAIT", 0.0)
-    monkeypatch.setattr(dl, "CHUNK", 16 * 1024)  # several chunks per archive
+    monkeypatch.setattr(fetching, "RETRY_WAIT", 0.0)
+    monkeypatch.setattr(fetching, "CHUNK", 16 * 1024)  # several chunks per archive
     state = Served()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     assert httpd.server_address[0] == "127.0.0.1"
@@ -504,7 +504,7 @@ def test_wrong_archive_is_refused(server: Served, archives: dict, tmp_path: Path
 
 
 def _enospc_after(limit: int, only: str = ""):
-    """A ``_write`` that fills ``limit`` bytes of files whose path contains ``only``, then
+    """A ``write_bytes`` that fills ``limit`` bytes of files whose path contains ``only``, then
     fails like a full disk."""
     written = {"n": 0}
 
@@ -528,15 +528,15 @@ def test_disk_full_while_downloading(
 ) -> None:
     serve_all(server, archives)
     root = tmp_path / "data"
-    real_write = dl._write
-    monkeypatch.setattr(dl, "_write", _enospc_after(40_000))
+    real_write = fetching.write_bytes
+    monkeypatch.setattr(fetching, "write_bytes", _enospc_after(40_000))
     with pytest.raises(DownloadError) as err:
         download("spair", root, table=table_for(server), progress=False)
     msg = str(err.value)
     assert "disk is full" in msg and str(root / ".downloads") in msg and "resume" in msg
     assert not (root / "SPair-71k").exists() and not (root / ".downloads" / SPAIR).exists()
     assert (root / ".downloads" / f"{SPAIR}.part").stat().st_size == 40_000  # kept to resume
-    monkeypatch.setattr(dl, "_write", real_write)
+    monkeypatch.setattr(fetching, "write_bytes", real_write)
     download("spair", root, table=table_for(server), progress=False)
     assert server.asked("official/" + SPAIR) == [None, "bytes=40000-"]
 
@@ -546,7 +546,7 @@ def test_disk_full_while_unpacking(
 ) -> None:
     serve_all(server, archives)
     root = tmp_path / "data"
-    monkeypatch.setattr(dl, "_write", _enospc_after(30_000, only="unpack-"))
+    monkeypatch.setattr(fetching, "write_bytes", _enospc_after(30_000, only="unpack-"))
     with pytest.raises(DownloadError) as err:
         download("spair", root, table=table_for(server), progress=False)
     msg = str(err.value)
@@ -554,7 +554,7 @@ def test_disk_full_while_unpacking(
     assert not (root / "SPair-71k").exists()  # nothing half-unpacked looks complete
     assert not (root / ".downloads/unpack-SPair-71k").exists()  # the staging folder is gone
     assert (root / ".downloads" / SPAIR).is_file()  # the verified archive is kept
-    monkeypatch.setattr(dl, "_write", lambda f, data: f.write(data))
+    monkeypatch.setattr(fetching, "write_bytes", lambda f, data: f.write(data))
     download("spair", root, table=table_for(server), progress=False)
     assert len(server.asked("official/" + SPAIR)) == 1  # not fetched again
     assert load_spair(root / "SPair-71k")
