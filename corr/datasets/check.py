@@ -280,10 +280,10 @@ def _check_pfpascal(
 def _check_ap10k(
     root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
 ) -> None:
-    from .ap10k import _LAYOUT, AP10K_SUBSETS, load_ap10k
+    from .ap10k import AP10K_LAYOUT, AP10K_SUBSETS, load_ap10k
 
     if not root.is_dir():
-        raise _root_missing("ap10k", report.title, _LAYOUT, root)
+        raise _root_missing("ap10k", report.title, AP10K_LAYOUT, root)
     for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
         if not (root / sub).is_dir():
             report.layout_missing.append(root / sub)

@@ -43,20 +43,30 @@ def test_pfpascal_row_pointing_outside_is_refused(minireal, tmp_path):
         load_pfpascal(root)
 
 
-def test_ap10k_paths_pointing_outside_are_refused(tmp_path):
-    from corr.datasets.ap10k import _side
+def _ap10k_pair_file(root: Path, pair: dict) -> Path:
+    """A prepared AP-10K folder holding one test pair file with the given fields."""
+    for sub in ("ImageAnnotation", "JPEGImages"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    path = root / "PairAnnotation" / "test" / "000000000001-000000000002:cat.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(pair))
+    return path
 
-    pair = {"src_json_path": "../../../etc/x.json"}
+
+def test_ap10k_paths_pointing_outside_are_refused(tmp_path):
+    from corr.datasets import load_ap10k
+
+    whole = {"kps": [0] * 51, "bbox": [0, 0, 1, 1], "imsize": [2, 2], "image": "JPEGImages/a.jpg"}
+    trg = {f"trg_{k}": v for k, v in whole.items()}
+    root = tmp_path / "a"
+    _ap10k_pair_file(root, {"src_json_path": "../../../etc/x.json", **trg})
     with pytest.raises(ValueError, match="leaves the data set folder"):
-        _side(pair, "src", Path(tmp_path), {}, "pair p.json")
-    pair = {
-        "src_kps": [0] * 51,
-        "src_bbox": [0, 0, 1, 1],
-        "src_imsize": [2, 2],
-        "src_image": "../x.jpg",
-    }
+        load_ap10k(root)
+    root = tmp_path / "b"
+    src = {f"src_{k}": v for k, v in whole.items()}
+    _ap10k_pair_file(root, {**src, "src_image": "../x.jpg", **trg})
     with pytest.raises(ValueError, match="src_image: the path '../x.jpg' leaves"):
-        _side(pair, "src", Path(tmp_path), {}, "pair p.json")
+        load_ap10k(root)
 
 
 def test_ap10k_builder_refuses_a_raw_file_name_outside_data(tmp_path):
