@@ -192,19 +192,19 @@ def _root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetL
 def _check_spair(
     root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
 ) -> None:
-    from .spair import _LAYOUT, _Annotations, _load_pair, _split_name
+    from .spair import SPAIR_LAYOUT, SpairAnnotations, load_spair_pair, spair_split
 
     if not root.is_dir():
-        raise _root_missing("spair", report.title, _LAYOUT, root)
+        raise _root_missing("spair", report.title, SPAIR_LAYOUT, root)
     for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
         if not (root / sub).is_dir():
             report.layout_missing.append(root / sub)
     _scan_json(root / "ImageAnnotation", report, progress)
     bad_ann = {p for p, _ in report.unreadable_annotations}
-    anns = _Annotations(root)
+    anns = SpairAnnotations(root)
     records: list[PairRecord] = []
     for split in splits:
-        split = _split_name(split)
+        split = spair_split(split)
         pair_dir = root / "PairAnnotation" / split
         layout_file = root / "Layout" / "large" / f"{split}.txt"
         if layout_file.is_file():
@@ -223,7 +223,7 @@ def _check_spair(
                 report.missing_annotations.append((path, f"listed in {layout_file}"))
                 continue
             try:
-                rec = _load_pair(path, root, anns)
+                rec = load_spair_pair(path, root, anns)
             except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
                 report.unreadable_annotations.append((path, str(err)))
                 continue
@@ -244,15 +244,15 @@ def _check_spair(
 def _check_pfpascal(
     root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
 ) -> None:
-    from .pfpascal import _LAYOUT, _locate, load_pfpascal
+    from .pfpascal import PFPASCAL_LAYOUT, load_pfpascal, locate_pfpascal
 
     if not root.is_dir():
-        raise _root_missing("pfpascal", report.title, _LAYOUT, root)
+        raise _root_missing("pfpascal", report.title, PFPASCAL_LAYOUT, root)
     records: list[PairRecord] = []
     base = None
     for split in splits:
         try:
-            csv_path, base = _locate(root, split)
+            csv_path, base = locate_pfpascal(root, split)
         except DatasetLayoutError as err:
             report.layout_missing.append(err.missing)
             report.pairs[split] = 0

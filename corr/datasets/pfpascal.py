@@ -28,7 +28,7 @@ import numpy as np
 
 from .records import DatasetLayoutError, PairRecord, frozen, image_size, inside, make_kps
 
-__all__ = ["load_pfpascal", "PASCAL_CLASSES"]
+__all__ = ["load_pfpascal", "locate_pfpascal", "PASCAL_CLASSES", "PFPASCAL_LAYOUT"]
 
 PASCAL_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -36,7 +36,7 @@ PASCAL_CLASSES = (
     "train", "tvmonitor",
 )  # fmt: skip
 
-_LAYOUT = (
+PFPASCAL_LAYOUT = (
     "  ROOT/{split}_pairs_pf_pascal.csv   (or ROOT/PF-dataset-PASCAL/{split}_pairs_pf_pascal.csv)\n"
     "  ROOT/PF-dataset-PASCAL/JPEGImages/{img}.jpg\n"
     "  ROOT/classes.json  (optional, beside the CSV: class index -> name)\n"
@@ -46,10 +46,10 @@ _COLUMNS = ("source_image", "target_image", "class", "XA", "YA", "XB", "YB")
 _SPLITS = ("test", "val")
 
 
-def _locate(root: Path, split: str) -> tuple[Path, Path]:
+def locate_pfpascal(root: Path, split: str) -> tuple[Path, Path]:
     """(csv path, base folder that image paths are relative to)."""
     if not root.is_dir():
-        raise DatasetLayoutError("PF-Pascal", _LAYOUT, root)
+        raise DatasetLayoutError("PF-Pascal", PFPASCAL_LAYOUT, root)
     name = f"{split}_pairs_pf_pascal.csv"
     if root.name == "PF-dataset-PASCAL" and not (root / "PF-dataset-PASCAL").is_dir():
         candidates = [(root / name, root.parent)]
@@ -58,7 +58,7 @@ def _locate(root: Path, split: str) -> tuple[Path, Path]:
     for csv_path, base in candidates:
         if csv_path.is_file():
             return csv_path, base
-    raise DatasetLayoutError("PF-Pascal", _LAYOUT, candidates[0][0])
+    raise DatasetLayoutError("PF-Pascal", PFPASCAL_LAYOUT, candidates[0][0])
 
 
 def _classes(csv_path: Path) -> dict[int, str]:
@@ -91,7 +91,7 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[PairRecord]:
             f"PF-Pascal: unknown split {split!r}; use test or val (the train CSV has no keypoints)"
         )
     root = Path(root)
-    csv_path, base = _locate(root, split)
+    csv_path, base = locate_pfpascal(root, split)
     classes = _classes(csv_path)
     sizes: dict[Path, tuple[int, int] | None] = {}
 

@@ -42,11 +42,18 @@ from .records import (
     read_lines,
 )
 
-__all__ = ["load_spair", "SPAIR_SPLITS"]
+__all__ = [
+    "load_spair",
+    "load_spair_pair",
+    "spair_split",
+    "SpairAnnotations",
+    "SPAIR_SPLITS",
+    "SPAIR_LAYOUT",
+]
 
 SPAIR_SPLITS = {"test": "test", "val": "val", "trn": "trn", "train": "trn"}
 
-_LAYOUT = (
+SPAIR_LAYOUT = (
     "  ROOT/JPEGImages/{cat}/{img}.jpg\n"
     "  ROOT/ImageAnnotation/{cat}/{img}.json\n"
     "  ROOT/PairAnnotation/{split}/{id}-{src}-{trg}:{cat}.json\n"
@@ -57,7 +64,8 @@ _LAYOUT = (
 _PAIR_FLAGS = ("mirror", "viewpoint_variation", "scale_variation", "truncation", "occlusion")
 
 
-def _split_name(split: str) -> str:
+def spair_split(split: str) -> str:
+    """The PairAnnotation folder name of ``split`` ("train" is "trn"); ValueError if unknown."""
     try:
         return SPAIR_SPLITS[split]
     except KeyError:
@@ -71,7 +79,7 @@ def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
     pair_dir = root / "PairAnnotation" / split
     for p in (root, root / "PairAnnotation", pair_dir):
         if not p.is_dir():
-            raise DatasetLayoutError("SPair-71k", _LAYOUT, p)
+            raise DatasetLayoutError("SPair-71k", SPAIR_LAYOUT, p)
     layout_file = root / "Layout" / layout / f"{split}.txt" if layout else None
     if layout_file is None or not layout_file.is_file():
         return sorted(pair_dir.glob("*.json"))
@@ -79,12 +87,14 @@ def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
     for stem in read_lines(layout_file):
         path = pair_dir / (stem if stem.endswith(".json") else f"{stem}.json")
         if not path.is_file():
-            raise DatasetLayoutError("SPair-71k", _LAYOUT, path, hint=f"(listed in {layout_file})")
+            raise DatasetLayoutError(
+                "SPair-71k", SPAIR_LAYOUT, path, hint=f"(listed in {layout_file})"
+            )
         files.append(path)
     return list(dict.fromkeys(files))  # a stem listed twice is one pair
 
 
-class _Annotations:
+class SpairAnnotations:
     """Cache of ImageAnnotation files (many pairs share an image)."""
 
     def __init__(self, root: Path) -> None:
@@ -142,7 +152,8 @@ def _size(imsize, ann: dict | None) -> tuple[int, int]:
     return (0, 0)
 
 
-def _load_pair(path: Path, root: Path, anns: _Annotations) -> PairRecord:
+def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecord:
+    """One pair file of the SPair-71k folder ``root`` as a record (``anns``: the shared cache)."""
     data = read_json(path, "SPair-71k")
     try:
         cat = str(data["category"])
@@ -221,8 +232,8 @@ def load_spair(
     the layout is wrong, ValueError for a malformed file.
     """
     root = Path(root)
-    split = _split_name(split)
-    anns = _Annotations(root)
-    records = [_load_pair(p, root, anns) for p in _pair_files(root, split, layout)]
+    split = spair_split(split)
+    anns = SpairAnnotations(root)
+    records = [load_spair_pair(p, root, anns) for p in _pair_files(root, split, layout)]
     records.sort(key=lambda r: r.pair_id)
     return records
