@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from corr.extractors import sd as S
+from corr.extractors import sd_models as M
 from corr.extractors.registry import create_extractor, list_extractors
 from corr.weights import WeightsNotFoundError
 
@@ -83,7 +84,7 @@ def test_hooked_shapes_match_layer_table(tiny, batch2, layers):
 
 def test_full_size_configs_reproduce_the_reference_table():
     """The bundled SD 1.5 / 2.1 configs, built on the meta device (no memory, no weights)."""
-    d = S._diffusers()
+    d = M.import_diffusers()
     table = {0: (1280, 15), 2: (1280, 15), 5: (1280, 30), 8: (640, 60), 11: (320, 120)}
     for name in ("sd15", "sd21"):
         with torch.device("meta"):
@@ -425,7 +426,7 @@ def test_sd21_is_built_from_its_own_bundled_configs(monkeypatch):
     meta device: no memory, no weights)."""
     import json
 
-    real_models, real_scheduler = S._random_models, S.make_scheduler
+    real_models, real_scheduler = M.random_models, M.make_scheduler
     seen = {}
 
     def on_meta(unet_cfg, vae_cfg, init_seed):
@@ -436,8 +437,8 @@ def test_sd21_is_built_from_its_own_bundled_configs(monkeypatch):
         seen["scheduler"] = config
         return real_scheduler(config)
 
-    monkeypatch.setattr(S, "_random_models", on_meta)
-    monkeypatch.setattr(S, "make_scheduler", spy)
+    monkeypatch.setattr(M, "random_models", on_meta)
+    monkeypatch.setattr(M, "make_scheduler", spy)
     models = S.build_sd_models("sd21", pretrained=False)
     # stabilityai/stable-diffusion-2-1: OpenCLIP-H conditioning (1024), linear projections,
     # head dims 5/10/20/20, 96 x 96 latents (768 px), v-prediction under a DDIM config

@@ -11,11 +11,14 @@ import pytest
 import torch
 from diffusers.utils.torch_utils import fourier_filter as diffusers_fourier_filter
 
+from corr.extractors import freeu as F
 from corr.extractors import sd as S
+from corr.extractors import sd_layers as L
+from corr.extractors import sd_models as M
 from corr.extractors.registry import create_extractor
 
 T = 192
-P = S.FREEU_GEOAWARE  # b1 1.2, b2 1.4, s1 0.9, s2 0.2
+P = F.FREEU_GEOAWARE  # b1 1.2, b2 1.4, s1 0.9, s2 0.2
 LAYERS = (2, 5, 8, 11)
 TAPS = {  # feature sd{L} = input of decoder layer L (hard-coded, independent of decoder_taps)
     2: "up_blocks.0.resnets.1",
@@ -77,7 +80,7 @@ def manual_geoaware(tiny: S.SDExtractor, pixels: torch.Tensor) -> dict[str, torc
         mod = unet.get_submodule(path)
         handles.append(
             mod.register_forward_hook(
-                lambda _m, _i, o, layer=layer: held.update({layer: S._as_tensor(o).clone()})
+                lambda _m, _i, o, layer=layer: held.update({layer: L.as_tensor(o).clone()})
             )
         )
     try:
@@ -135,38 +138,38 @@ def test_geoaware_differs_from_diffusers_where_the_rules_differ(tiny, pixels):
 
 
 def test_stages_of_both_rules(tiny):
-    geo = S.freeu_stages(tiny.unet, "geoaware")
+    geo = F.freeu_stages(tiny.unet, "geoaware")
     assert geo == {layer: stage for layer, (_, stage) in GEOAWARE.items()}
-    assert S.freeu_stages(tiny.unet, "diffusers") == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
-    assert S.freeu_stages(tiny.unet, True) == S.freeu_stages(tiny.unet, "diffusers")
-    assert S.freeu_stages(tiny.unet, None) == {} == S.freeu_stages(tiny.unet, False)
-    chans = S.decoder_channels(tiny.unet)
+    assert F.freeu_stages(tiny.unet, "diffusers") == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
+    assert F.freeu_stages(tiny.unet, True) == F.freeu_stages(tiny.unet, "diffusers")
+    assert F.freeu_stages(tiny.unet, None) == {} == F.freeu_stages(tiny.unet, False)
+    chans = L.decoder_channels(tiny.unet)
     assert [c for c, _ in chans] == [48] * 7 + [32] * 3 + [16] * 2
     resnets = [r for blk in tiny.unet.up_blocks for r in blk.resnets]
     assert all(c + s == r.in_channels for (c, s), r in zip(chans, resnets, strict=True))
 
 
 def test_widths_follow_the_model_config():
-    assert S.geoaware_freeu_channels(S.load_config("sd15_unet")) == (1280, 640)
-    assert S.geoaware_freeu_channels(S.load_config("sd21_unet")) == (1280, 640)
-    assert S.geoaware_freeu_channels(S.load_config("sd_tiny_unet")) == (48, 32)
-    assert S.geoaware_freeu_channels({"block_out_channels": [8, 8]}) == (8, None)
+    assert F.geoaware_freeu_channels(M.load_config("sd15_unet")) == (1280, 640)
+    assert F.geoaware_freeu_channels(M.load_config("sd21_unet")) == (1280, 640)
+    assert F.geoaware_freeu_channels(M.load_config("sd_tiny_unet")) == (48, 32)
+    assert F.geoaware_freeu_channels({"block_out_channels": [8, 8]}) == (8, None)
     widths = (1280, 640)
-    stages = [S.geoaware_freeu_stage(c, widths) for c in (1280, 640, 320)]
+    stages = [F.geoaware_freeu_stage(c, widths) for c in (1280, 640, 320)]
     assert stages == [1, 2, None]
 
 
 def test_a_unet_with_other_widths():
     """Channels (8, 16, 24): 24 -> b1/s1, 16 -> b2/s2, wherever they occur."""
-    cfg = S.load_config("sd_tiny_unet") | {
+    cfg = M.load_config("sd_tiny_unet") | {
         "block_out_channels": [8, 16, 24, 24],
         "norm_num_groups": 8,
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        unet = S._diffusers().UNet2DConditionModel.from_config(cfg)
-    assert [c for c, _ in S.decoder_channels(unet)] == [24] * 7 + [16] * 3 + [8] * 2
-    assert S.freeu_stages(unet, "geoaware") == {i: 1 for i in range(7)} | {7: 2, 8: 2, 9: 2}
+        unet = M.import_diffusers().UNet2DConditionModel.from_config(cfg)
+    assert [c for c, _ in L.decoder_channels(unet)] == [24] * 7 + [16] * 3 + [8] * 2
+    assert F.freeu_stages(unet, "geoaware") == {i: 1 for i in range(7)} | {7: 2, 8: 2, 9: 2}
 
 
 def test_the_unet_is_left_unchanged(tiny, pixels):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corr.extractors import sd as S
+from corr.extractors import freeu as F
+from corr.extractors import sd_layers as L
+from corr.extractors import sd_models as M
 
 
 def field(c: int, block: int, size: int, a: float, phase: float) -> torch.Tensor:
@@ -24,7 +26,7 @@ def field(c: int, block: int, size: int, a: float, phase: float) -> torch.Tensor
 
 
 def sd15_widths() -> tuple[int, int | None]:
-    return S.geoaware_freeu_channels(S.load_config("sd15_unet"))
+    return F.geoaware_freeu_channels(M.load_config("sd15_unet"))
 
 
 def step(data: dict, entry: dict, stage_of) -> dict:
@@ -35,7 +37,7 @@ def step(data: dict, entry: dict, stage_of) -> dict:
     stage = stage_of(i, c)
     if stage is not None:
         p = data["params"]
-        h, skip = S.freeu_layer(h, skip, p[f"b{stage}"], p[f"s{stage}"])
+        h, skip = F.freeu_layer(h, skip, p[f"b{stage}"], p[f"s{stage}"])
     return {
         "h_sum": h.double().sum().item(),
         "h_sq_sum": (h.double() ** 2).sum().item(),
@@ -60,27 +62,27 @@ def close(got: dict, entry: dict) -> bool:
 
 def test_fixture_is_geoawares_freeu(golden):
     data = golden("freeu.json")
-    assert data["params"] == S.FREEU_GEOAWARE
+    assert data["params"] == F.FREEU_GEOAWARE
     assert data["source"]["repository"] == "Junyi42/GeoAware-SC"
 
 
 def test_sd15_widths_and_layer_channels_are_the_references(golden):
     assert sd15_widths() == (1280, 640)  # the reference's literal 1280 / 640
     with torch.device("meta"):  # the SD 1.5 architecture without allocating weights
-        unet = S._diffusers().UNet2DConditionModel.from_config(S.load_config("sd15_unet"))
+        unet = M.import_diffusers().UNet2DConditionModel.from_config(M.load_config("sd15_unet"))
     data = golden("freeu.json")
-    assert S.decoder_channels(unet) == [
+    assert L.decoder_channels(unet) == [
         (e["h_channels"], e["skip_channels"]) for e in data["blocks"]
     ]
-    assert S.freeu_stages(unet, "geoaware") == {i: 1 for i in range(7)} | {7: 2, 8: 2, 9: 2}
-    assert S.freeu_stages(unet, "diffusers") == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
+    assert F.freeu_stages(unet, "geoaware") == {i: 1 for i in range(7)} | {7: 2, 8: 2, 9: 2}
+    assert F.freeu_stages(unet, "diffusers") == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
 
 
 def test_geoaware_rule_matches_the_reference_per_layer(golden):
     data = golden("freeu.json")
     widths = sd15_widths()
     for entry in data["blocks"]:
-        got = step(data, entry, lambda _i, c: S.geoaware_freeu_stage(c, widths))
+        got = step(data, entry, lambda _i, c: F.geoaware_freeu_stage(c, widths))
         for k, v in got.items():
             torch.testing.assert_close(
                 torch.tensor(v, dtype=torch.float64),
@@ -91,7 +93,7 @@ def test_geoaware_rule_matches_the_reference_per_layer(golden):
             )
         # the stored feature is the scaled h exactly where the rule fires
         assert entry["stored_scaled_in_place"] == (
-            S.geoaware_freeu_stage(entry["h_channels"], widths) is not None
+            F.geoaware_freeu_stage(entry["h_channels"], widths) is not None
         )
 
 
@@ -115,5 +117,5 @@ def test_fourier_filter_equals_diffusers_in_float32(threshold_scale):
     for shape in [(1, 8, 4, 4), (2, 5, 3, 3), (1, 3, 15, 15), (1, 2, 1, 1), (1, 4, 8, 6)]:
         x = torch.randn(shape, generator=g)
         assert torch.equal(
-            S.fourier_filter(x, *threshold_scale), fourier_filter(x, *threshold_scale)
+            F.fourier_filter(x, *threshold_scale), fourier_filter(x, *threshold_scale)
         )
