@@ -43,7 +43,7 @@ def minireal_images(limit: int) -> list[Path]:
 def agreement(images: list[Path], n_pairs: int, dim: int) -> dict:
     """Nearest-neighbour agreement of float32 vs float64 co-PCA over ``n_pairs`` image pairs."""
     from corr.contrib.mobilenet import mobilenetv2
-    from corr.pipeline import Matcher
+    from corr.matcher import Matcher
 
     ext = mobilenetv2(stages=STAGES)
     ext.reduce = True  # co-PCA every map, as SD layers are

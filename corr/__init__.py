@@ -16,12 +16,14 @@ __version__ = "0.1.0"
 logging.getLogger("corr").addHandler(logging.NullHandler())
 
 _EXPORTS = {
-    "Matcher": "corr.pipeline",
-    "match": "corr.pipeline",
-    "clear_cache": "corr.pipeline",
+    "Matcher": "corr.matcher",
+    "match": "corr.matcher",
+    "Pair": "corr.pair",
+    "FlipDecision": "corr.pair",
+    "clear_cache": "corr.matcher",
     "MatchOutput": "corr.outputs",
     "DenseOutput": "corr.outputs",
-    "PRESETS": "corr.pipeline",
+    "PRESETS": "corr.matcher",
     "Extractor": "corr.extractors",
     "ModuleExtractor": "corr.extractors",
     "create_extractor": "corr.extractors",
@@ -43,6 +45,8 @@ __all__ = [
     "FeatureStore",
     "Extractor",
     "Matcher",
+    "Pair",
+    "FlipDecision",
     "ModuleExtractor",
     "WeightsNotFoundError",
     "create_extractor",
@@ -62,7 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
         register_extractor,
     )
     from .outputs import DenseOutput, MatchOutput
-    from .pipeline import PRESETS, Matcher, clear_cache, match
+    from .pair import FlipDecision, Pair
+    from .matcher import PRESETS, Matcher, clear_cache, match
     from .weights import WeightsNotFoundError
 
 

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import Letterbox, mirror_points
+from .geometry import Letterbox, content_mask, mirror_points
 from .matching import nearest_neighbours
+
+FLIP_DISTANCES = ("corr", "reference")
 
 
 def instance_distance(
@@ -196,3 +198,54 @@ def replace_where_aligned(
     use = vis & vis[perm]
     out = np.where(use[:, None], aligned, plain)
     return out, use
+
+
+def flip_distances(
+    plain: tuple[torch.Tensor, torch.Tensor],
+    flipped: tuple[torch.Tensor, torch.Tensor],
+    src_frame: Letterbox,
+    tgt_frame: Letterbox,
+    rule: str = "corr",
+    src_mask: np.ndarray | None = None,
+    tgt_mask: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Instance distances of the plain and of the mirrored source to the target (§6).
+
+    ``plain`` / ``flipped``: the ``(D, g, g)`` descriptors (source, target) of the pair and of
+    the pair with the mirrored source (whose co-PCA is fitted with it); the frames are the
+    matching frames of the source (the mirrored source has the same) and of the target.
+    ``rule="corr"``: content cells only, masks pooled onto the grid (:func:`instance_distance`;
+    mutual nearest neighbours without masks). ``rule="reference"``: GeoAware-SC's
+    (:func:`reference_mutual_distance`, :func:`reference_masked_distance`). ``src_mask`` /
+    ``tgt_mask``: ``(H, W)`` foreground masks in original pixels (both or neither).
+    """
+    if rule not in FLIP_DISTANCES:
+        raise ValueError(f"flip_distance must be one of {FLIP_DISTANCES}, got {rule!r}")
+    if (src_mask is None) != (tgt_mask is None):
+        raise ValueError("give both src_mask and tgt_mask, or neither")
+    ds, dt = plain
+    dm, dt_m = flipped
+    if rule == "reference":
+        if src_mask is None:
+            return reference_mutual_distance(ds, dt), reference_mutual_distance(dm, dt_m)
+        src_fg = np.asarray(src_mask)
+        m_s = letterbox_mask(src_fg, src_frame)
+        m_m = letterbox_mask(np.ascontiguousarray(src_fg[:, ::-1]), src_frame)
+        m_t = letterbox_mask(tgt_mask, tgt_frame)
+        return (
+            reference_masked_distance(ds, dt, m_s, m_t),
+            reference_masked_distance(dm, dt_m, m_m, m_t),
+        )
+    grid = ds.shape[-1]
+    sv = sv_m = torch.from_numpy(content_mask(src_frame, grid))
+    tv = torch.from_numpy(content_mask(tgt_frame, grid))
+    mutual = src_mask is None  # maskless: mutual nearest neighbours; masked: the foreground
+    if src_mask is not None:
+        src_fg = np.asarray(src_mask)
+        sv_m = sv & mask_to_grid(src_fg[:, ::-1], src_frame, grid)
+        sv = sv & mask_to_grid(src_fg, src_frame, grid)
+        tv = tv & mask_to_grid(tgt_mask, tgt_frame, grid)
+    dev = ds.device
+    d_plain = instance_distance(ds, dt, sv.to(dev), tv.to(dev), mutual)
+    d_flip = instance_distance(dm, dt_m, sv_m.to(dev), tv.to(dev), mutual)
+    return d_plain, d_flip

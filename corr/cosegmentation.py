@@ -1,6 +1,6 @@
 """Part co-segmentation: cluster the fused features of several images jointly into parts.
 
-:func:`cosegment` builds the :class:`~corr.pipeline.Matcher`'s fused descriptors of ``N``
+:func:`cosegment` builds the :class:`~corr.matcher.Matcher`'s fused descriptors of ``N``
 images with *one* co-PCA over all of them (:func:`corr.fusion.build_descriptors_many`), so
 every image's cells live in one space, and clusters the cells that lie on image content with
 scikit-learn's ``KMeans`` (seeded). A cluster is a part: the same label means the same part in
@@ -37,7 +37,7 @@ from .outputs import _Output
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .pipeline import Matcher
+    from .matcher import Matcher
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def cosegment(
     Args:
         images: paths, PIL images, ``(H, W, 3)`` arrays or ``(3, H, W)`` tensors.
         n_parts: number of parts (KMeans clusters), at least 2.
-        matcher: a :class:`~corr.pipeline.Matcher` to use (its extractors, feature cache and
+        matcher: a :class:`~corr.matcher.Matcher` to use (its extractors, feature cache and
             fusion settings: ``pca_dim``, ``fusion``, weights, ``pca_method``, its ``seed`` for
             the co-PCA). Without one, ``Matcher(**matcher_options)`` is built for this call
             (pass a matcher to keep the models loaded between calls).
@@ -131,7 +131,7 @@ def cosegment(
         max_cells: fit KMeans on at most this many cells (a seeded random subsample of all
             images' cells), then label every cell with the nearest centre. ``None``: all cells.
         n_init: KMeans restarts (the best inertia is kept).
-        matcher_options: keyword arguments of :class:`~corr.pipeline.Matcher` when no
+        matcher_options: keyword arguments of :class:`~corr.matcher.Matcher` when no
             ``matcher`` is given (e.g. ``extractors=``, ``pca_dim=``, ``device=``).
 
     Returns a :class:`CosegOutput`.
@@ -157,7 +157,7 @@ def cosegment(
         raise ValueError(f"{n} images but {len(foreground)} foreground masks")
     KMeans = _kmeans_class()  # fail before any model is loaded
     if matcher is None:
-        from .pipeline import Matcher
+        from .matcher import Matcher
 
         matcher = Matcher(**matcher_options)
     elif matcher_options:

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .eval.cli import extractor_options, extractor_specs
         from .extraction import ImageItem
         from .io import atomic_write_text
-        from .pipeline import Matcher
+        from .matcher import Matcher
         from .protocols import get_protocol
 
         protocol = get_protocol(args.protocol)
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx.active:  # configuration files: one process writes them
             if ctx.is_main:
                 for ext in matcher.extractors:
-                    matcher.cache.write_config(matcher._cache_config(ext, None))
+                    matcher.cache.write_config(matcher.cache_config(ext, None))
             matcher.cache.write_configs = False
             ctx.barrier()
         mine = shard(items, ctx)

@@ -221,3 +221,51 @@ def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).copy()
     pts[:, 0] = (width - 1) - pts[:, 0]
     return pts
+
+
+def grid_to_image(grid_map: np.ndarray, letterbox: Letterbox, mode: str = "bilinear") -> np.ndarray:
+    """A map on the letterbox grid ``(g, g)`` or ``(g, g, C)`` -> ``(H, W)`` / ``(H, W, C)`` on
+    the original image.
+
+    Each original pixel centre is mapped into the letterboxed square (so the padding is cropped
+    away) and the grid is sampled there (cell ``p`` spans ``[p T/g, (p+1) T/g)``), with
+    ``mode`` ``"bilinear"`` or ``"nearest"``. NaN cells (masked, e.g. padding) are left out of
+    the interpolation; a pixel is NaN only where no valid cell contributes.
+    """
+    import torch  # here, so that importing the frames costs no torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(grid_map, dtype=np.float64)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[:, :, None]
+    g_h, g_w, c = arr.shape
+    w, h, t = letterbox.width, letterbox.height, letterbox.size
+    xs = np.arange(w) + 0.5
+    ys = np.arange(h) + 0.5
+    # pixel centre (x + 0.5) of the original -> letterbox coordinate; letterbox pixel edges
+    # are at integer coordinates, so normalised u = 2 X / T - 1 (align_corners=False)
+    s = letterbox.scale
+    ox, oy = letterbox.offset
+    u = 2 * (xs * s + ox) / t - 1
+    v = 2 * (ys * s + oy) / t - 1
+    grid = torch.stack(
+        torch.meshgrid(torch.from_numpy(v), torch.from_numpy(u), indexing="ij")[::-1], dim=-1
+    )[None]
+    if g_h != g_w:
+        raise ValueError(
+            f"grid map must be square (it covers the letterbox square), got {g_h}x{g_w}"
+        )
+    # NaN-aware: interpolate the values with NaN cells at weight 0 and renormalise, so pixels
+    # next to masked (padding) cells take the valid neighbours' values instead of NaN
+    valid = np.isfinite(arr).all(axis=2, keepdims=True).astype(np.float64)
+    filled = np.where(valid > 0, arr, 0.0)
+    stacked = torch.from_numpy(np.concatenate([filled * valid, valid], axis=2)).permute(2, 0, 1)[
+        None
+    ]
+    out = F.grid_sample(stacked, grid, mode=mode, padding_mode="border", align_corners=False)
+    out = out[0].permute(1, 2, 0).numpy()
+    weight = out[:, :, c:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(weight > 1e-9, out[:, :, :c] / weight, np.nan)
+    return values[:, :, 0] if squeeze else values

@@ -8,6 +8,9 @@ stays bounded by ``chunk * g * g`` similarities whatever the grid size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -216,3 +219,13 @@ def mutual_nearest_neighbours(a: torch.Tensor, b: torch.Tensor, chunk: int = 204
     ab, _ = nearest_neighbours(a, b, chunk)
     ba, _ = nearest_neighbours(b, a, chunk)
     return ba[ab] == torch.arange(a.shape[0], device=a.device)
+
+
+def cosine_similarity_map(src: torch.Tensor, tgt: torch.Tensor, cell: Sequence[int]) -> np.ndarray:
+    """Cosine similarity of source cell ``(x, y)`` of ``src (D, g, g)`` with every cell of
+    ``tgt (D, h, w)``: an ``(h, w)`` array."""
+    cx, cy = int(cell[0]), int(cell[1])
+    q = src[:, cy, cx].float()
+    t = tgt.float().reshape(tgt.shape[0], -1)
+    sim = (q / q.norm().clamp_min(1e-8)) @ (t / t.norm(dim=0, keepdim=True).clamp_min(1e-8))
+    return sim.reshape(tgt.shape[1], tgt.shape[2]).cpu().numpy()

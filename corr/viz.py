@@ -5,8 +5,8 @@ Everything here renders off-screen with matplotlib's Agg canvas (``matplotlib.fi
 change the global matplotlib backend of the calling program.
 
 Coordinates: point arrays are ``(N, 2)`` float ``(x, y)`` in **original image pixels**, as the
-:class:`~corr.pipeline.Matcher` returns them. Feature maps are ``(D, g, g)`` descriptors on the
-grid that covers the *letterboxed* square (:mod:`corr.geometry`); :func:`grid_to_image` maps
+:class:`~corr.matcher.Matcher` returns them. Feature maps are ``(D, g, g)`` descriptors on the
+grid that covers the *letterboxed* square (:mod:`corr.geometry`); :func:`corr.geometry.grid_to_image` maps
 such a grid back onto the original image (padding cropped away, resized to the image).
 """
 
@@ -19,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .geometry import Letterbox
 from .io import atomic_write_bytes
 
 __all__ = [
-    "cosine_similarity_map",
-    "grid_to_image",
     "joint_pca_rgb",
     "new_figure",
     "plot_correspondences",
@@ -286,61 +282,6 @@ def joint_pca_rgb(
         rgb[~keep] = float("nan")
         out.append(rgb.reshape(d.shape[1], d.shape[2], 3).numpy())
     return out
-
-
-def cosine_similarity_map(src: torch.Tensor, tgt: torch.Tensor, cell: Sequence[int]) -> np.ndarray:
-    """Cosine similarity of source cell ``(x, y)`` of ``src (D, g, g)`` with every cell of
-    ``tgt (D, h, w)``: an ``(h, w)`` array."""
-    cx, cy = int(cell[0]), int(cell[1])
-    q = src[:, cy, cx].float()
-    t = tgt.float().reshape(tgt.shape[0], -1)
-    sim = (q / q.norm().clamp_min(1e-8)) @ (t / t.norm(dim=0, keepdim=True).clamp_min(1e-8))
-    return sim.reshape(tgt.shape[1], tgt.shape[2]).cpu().numpy()
-
-
-def grid_to_image(grid_map: np.ndarray, letterbox: Letterbox, mode: str = "bilinear") -> np.ndarray:
-    """A map on the letterbox grid ``(g, g)`` or ``(g, g, C)`` -> ``(H, W)`` / ``(H, W, C)`` on
-    the original image.
-
-    Each original pixel centre is mapped into the letterboxed square (so the padding is cropped
-    away) and the grid is sampled there (cell ``p`` spans ``[p T/g, (p+1) T/g)``), with
-    ``mode`` ``"bilinear"`` or ``"nearest"``. NaN cells (masked, e.g. padding) are left out of
-    the interpolation; a pixel is NaN only where no valid cell contributes.
-    """
-    arr = np.asarray(grid_map, dtype=np.float64)
-    squeeze = arr.ndim == 2
-    if squeeze:
-        arr = arr[:, :, None]
-    g_h, g_w, c = arr.shape
-    w, h, t = letterbox.width, letterbox.height, letterbox.size
-    xs = np.arange(w) + 0.5
-    ys = np.arange(h) + 0.5
-    # pixel centre (x + 0.5) of the original -> letterbox coordinate; letterbox pixel edges
-    # are at integer coordinates, so normalised u = 2 X / T - 1 (align_corners=False)
-    s = letterbox.scale
-    ox, oy = letterbox.offset
-    u = 2 * (xs * s + ox) / t - 1
-    v = 2 * (ys * s + oy) / t - 1
-    grid = torch.stack(
-        torch.meshgrid(torch.from_numpy(v), torch.from_numpy(u), indexing="ij")[::-1], dim=-1
-    )[None]
-    if g_h != g_w:
-        raise ValueError(
-            f"grid map must be square (it covers the letterbox square), got {g_h}x{g_w}"
-        )
-    # NaN-aware: interpolate the values with NaN cells at weight 0 and renormalise, so pixels
-    # next to masked (padding) cells take the valid neighbours' values instead of NaN
-    valid = np.isfinite(arr).all(axis=2, keepdims=True).astype(np.float64)
-    filled = np.where(valid > 0, arr, 0.0)
-    stacked = torch.from_numpy(np.concatenate([filled * valid, valid], axis=2)).permute(2, 0, 1)[
-        None
-    ]
-    out = F.grid_sample(stacked, grid, mode=mode, padding_mode="border", align_corners=False)
-    out = out[0].permute(1, 2, 0).numpy()
-    weight = out[:, :, c:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = np.where(weight > 1e-9, out[:, :, :c] / weight, np.nan)
-    return values[:, :, 0] if squeeze else values
 
 
 def plot_feature_views(

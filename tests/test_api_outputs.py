@@ -165,7 +165,7 @@ def test_unavailable_devices_are_refused_by_name(monkeypatch):
 
 
 def test_clear_cache_releases_the_hidden_matcher(monkeypatch):
-    from corr import pipeline
+    from corr import matcher as pipeline
 
     img = _image()
     corr.match(img, img, [[10.0, 20.0]], extractors=[_ext()], device="cpu")

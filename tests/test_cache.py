@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from corr.cache import FeatureCache, config_key
-from corr.pipeline import Matcher
+from corr.matcher import Matcher
 
 CFG = {"class": "X", "model": "m"}
 

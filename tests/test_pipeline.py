@@ -216,7 +216,7 @@ def test_points_on_the_image_border_are_valid():
 
 
 def test_compiled_extractors_give_the_eager_features():
-    from corr.pipeline import Matcher
+    from corr.matcher import Matcher
 
     img = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     eager = Matcher(["dinov2-tiny"], pretrained=False).features(img).maps[0]["dino"]
@@ -228,7 +228,7 @@ def test_compiled_extractors_give_the_eager_features():
 
 
 def test_bad_window_is_refused_when_the_matcher_is_built():
-    from corr.pipeline import Matcher
+    from corr.matcher import Matcher
 
     with pytest.raises(ValueError, match="window must be >= 0"):
         Matcher(["dinov2-tiny"], pretrained=False, window=-1)
@@ -237,7 +237,7 @@ def test_bad_window_is_refused_when_the_matcher_is_built():
 
 
 def test_matcher_dtype_reaches_every_network_and_keys_the_cache(tmp_path):
-    from corr.pipeline import Matcher
+    from corr.matcher import Matcher
 
     img = np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     kw = dict(

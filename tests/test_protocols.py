@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from corr.pipeline import Matcher
+from corr.matcher import Matcher
 from corr.protocols import MATCHER_KNOBS, PROTOCOLS, extractor_knobs, get_protocol
 
 TINY = ["sd-tiny", "dinov2-tiny"]
@@ -78,7 +78,7 @@ def test_sd_dino_predictions_sit_on_its_cell_centres(minireal, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["matcher"]["protocol"]["name"] == "sd-dino"
     assert res["config"]["run"]["tables_rule"] == "geoaware"
-    from corr.eval.runner import EvalOptions, load_records
+    from corr.eval.plan import EvalOptions, load_records
 
     records = load_records(EvalOptions("spair", str(root), limit=4))
     frame, cell = 448, 8  # mobilenet: 448 px letterbox, stride 8
@@ -116,7 +116,7 @@ def test_geoaware_runs_end_to_end_with_flip(minireal, tmp_path):
 @pytest.mark.usefixtures("real_mobilenet")
 def test_dift_runs_end_to_end_on_pixels(minireal, tmp_path):
     from corr.eval.cli import main
-    from corr.eval.runner import EvalOptions, load_records
+    from corr.eval.plan import EvalOptions, load_records
 
     out = tmp_path / "dift"
     root = minireal / "SPair-71k"

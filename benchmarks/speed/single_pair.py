@@ -2,7 +2,7 @@
 
 The stages are timed by wrappers placed, for the duration of the pair only, around the
 extractor's own parts (``SDExtractor.encode`` / ``unet_features`` / ``extract``,
-``DinoExtractor.extract``, ``Letterbox.apply``, ``Matcher.descriptors``, ``match_points``,
+``DinoExtractor.extract``, ``Letterbox.apply``, ``Matcher.descriptors_many``, ``match_points``,
 ``dense_match``); per-image stages are the mean over the pair's two images.
 """
 
@@ -17,7 +17,8 @@ from .timing import progress
 
 def run_single_pair(bench) -> None:
     import corr
-    import corr.pipeline as pipeline
+    import corr.dense
+    import corr.pair
     from corr.geometry import Letterbox
 
     stages, sd, dino = bench.stages, bench.sd, bench.dino
@@ -33,9 +34,9 @@ def run_single_pair(bench) -> None:
         stack.enter_context(stages.wrap(sd, "unet_features", "unet"))
         stack.enter_context(stages.wrap(sd, "extract", "sd_total"))
         stack.enter_context(stages.wrap(dino, "extract", "dino_forward"))
-        stack.enter_context(stages.wrap(matcher, "descriptors", "fusion"))
-        stack.enter_context(stages.wrap(pipeline, "match_points", "match_points"))
-        stack.enter_context(stages.wrap(pipeline, "dense_match", "match_dense"))
+        stack.enter_context(stages.wrap(matcher, "descriptors_many", "fusion"))
+        stack.enter_context(stages.wrap(corr.pair, "match_points", "match_points"))
+        stack.enter_context(stages.wrap(corr.dense, "dense_match", "match_dense"))
         with stages.time("single_pair"):
             matcher.match(src, tgt, bench.queries[a])
         with stages.time("dense_pair"):

@@ -1,11 +1,9 @@
 """The interactive demo: ``python -m corr.app`` (needs the ``[app]`` extra, gradio).
 
-:class:`PairSession` (features and descriptors of a pair computed once, then a click is a
-lookup) and :class:`DemoApp` (the page's logic) work without gradio; :mod:`corr.app.ui` builds
-the page.
+:class:`DemoApp` (the page's logic: one :class:`~corr.pair.Pair` per loaded pair, so a click is
+a lookup) works without gradio; :mod:`corr.app.ui` builds the page.
 """
 
-from .demo import BACKBONES, DemoApp, PageState
-from .session import ClickResult, FlipDecision, PairSession
+from .demo import BACKBONES, ClickResult, DemoApp, PageState, answer_click
 
-__all__ = ["BACKBONES", "ClickResult", "DemoApp", "FlipDecision", "PageState", "PairSession"]
+__all__ = ["BACKBONES", "ClickResult", "DemoApp", "PageState", "answer_click"]

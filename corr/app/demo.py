@@ -1,14 +1,19 @@
-"""The interactive demo's logic, independent of the web page: backbones, pair sessions, state.
+"""The interactive demo's logic, independent of the web page: backbones, pairs, clicks, state.
 
 :class:`DemoApp` keeps one matcher loaded (the backbone in use) and the last few
-:class:`~corr.app.session.PairSession` objects, so a pair's features are computed once and
-every click reuses them. The page (:mod:`corr.app.ui`) is a thin layer over it.
+:class:`~corr.pair.Pair` objects, so a pair's features and descriptors are computed once and
+every click is a lookup: :func:`answer_click` is ``pair.match`` for the point (flip alignment
+with the point as its own twin once the page has decided the orientation, as
+``Matcher.match(..., flip=True, flip_pairs=[])``) and ``pair.similarity`` for the heat map.
+The page (:mod:`corr.app.ui`) is a thin layer over it. All points are ``(x, y)`` in original
+image pixels.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,8 @@ import numpy as np
 from ..cache import image_key
 from ..fusion import fusion_weights
 from ..io import ImageLike, load_image
-from ..pipeline import PRESETS, Matcher
+from ..matcher import PRESETS, Matcher
+from ..pair import Pair
 from ..weights import WeightsNotFoundError, resolve
 from .render import (
     display_scale,
@@ -30,7 +36,6 @@ from .render import (
     resized,
     to_display,
 )
-from .session import ClickResult, PairSession
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +92,42 @@ def backbone_problem(key: str) -> str | None:
 
 
 @dataclass
+class ClickResult:
+    """One clicked source point and its match.
+
+    ``source``/``target``: ``(x, y)`` in original source/target pixels; ``confidence``: cosine
+    similarity of the matched cell, in ``[-1, 1]``; ``heatmap``: ``(H_t, W_t)`` cosine similarity
+    of the clicked cell with every target position (NaN on the target's letterbox padding);
+    ``mirrored``: matched from the mirrored source; ``seconds``: time of this click.
+    """
+
+    source: tuple[float, float]
+    target: tuple[float, float]
+    confidence: float
+    heatmap: np.ndarray
+    mirrored: bool
+    seconds: float
+
+
+def answer_click(pair: Pair, x: float, y: float, mirrored: bool = False) -> ClickResult:
+    """Match source pixel ``(x, y)`` of ``pair``; with ``mirrored=True`` through flip alignment
+    (the point is its own twin), so it comes from the mirrored source when that wins. Raises
+    ``ValueError`` outside the source image."""
+    start = time.perf_counter()
+    out = pair.match([[float(x), float(y)]], flip=mirrored, flip_pairs=[])
+    used_mirror = bool(mirrored and out.flip["replaced"][0])
+    heat = pair.similarity((x, y), mirrored=used_mirror)
+    return ClickResult(
+        source=(float(out.keypoints0[0, 0]), float(out.keypoints0[0, 1])),
+        target=(float(out.keypoints1[0, 0]), float(out.keypoints1[0, 1])),
+        confidence=float(out.confidence[0]),
+        heatmap=heat,
+        mirrored=used_mirror,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass
 class PageState:
     """One browser tab's state: its pair, its clicked points and its orientation."""
 
@@ -98,14 +139,14 @@ class PageState:
 
 
 class DemoApp:
-    """Backbones, sessions and the pictures of the page.
+    """Backbones, pairs and the pictures of the page.
 
     Args:
         device: where the models run (``"auto"``: CUDA, then MPS, then CPU).
         backbone: the initial backbone key (default: SD+DINO when its weights are here,
             otherwise the MobileNetV2 stand-in).
         max_display: longer side of the images shown on the page, in pixels.
-        sessions: how many pairs keep their descriptors in memory.
+        pairs: how many pairs keep their descriptors in memory.
     """
 
     def __init__(
@@ -113,7 +154,7 @@ class DemoApp:
         device: str = "auto",
         backbone: str | None = None,
         max_display: int = 1024,
-        sessions: int = 4,
+        pairs: int = 4,
     ) -> None:
         self.device = device
         self.max_display = max_display
@@ -124,8 +165,8 @@ class DemoApp:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
         self.backbone = backbone
         self._matcher: tuple[str, Matcher] | None = None
-        self._sessions: OrderedDict[tuple, PairSession] = OrderedDict()
-        self._max_sessions = sessions
+        self._pairs: OrderedDict[tuple, Pair] = OrderedDict()
+        self._max_pairs = pairs
 
     # ------------------------------------------------------------------ text for the page
     def notice(self) -> str:
@@ -153,7 +194,7 @@ class DemoApp:
         if problem is not None:
             raise WeightsNotFoundError(f"{BACKBONES[backbone][0]}: {problem}")
         self._matcher = None
-        self._sessions.clear()
+        self._pairs.clear()
         extractors = BACKBONES[backbone][1]
         matcher = Matcher(extractors, device=self.device, memory_cache=8)
         self._matcher = (backbone, matcher)
@@ -165,25 +206,25 @@ class DemoApp:
         n = len(self.matcher(backbone).extractors)
         return fusion_weights(n, alpha if n == 2 else None, None)
 
-    def session(
+    def pair(
         self, backbone: str, alpha: float, src: np.ndarray, tgt: np.ndarray
-    ) -> tuple[tuple, PairSession]:
-        """The pair's key and session (features and descriptors computed on first use)."""
+    ) -> tuple[tuple, Pair]:
+        """The pair's key and :class:`~corr.pair.Pair` (kept for the last few pairs)."""
         weights = self.weights_for(backbone, alpha)
         key = (backbone, tuple(weights), image_key(src), image_key(tgt))
-        return key, self._session(key, src, tgt)
+        return key, self._pair(key, src, tgt)
 
-    def _session(self, key: tuple, src: np.ndarray, tgt: np.ndarray) -> PairSession:
-        found = self._sessions.get(key)
+    def _pair(self, key: tuple, src: np.ndarray, tgt: np.ndarray) -> Pair:
+        found = self._pairs.get(key)
         if found is not None:
-            self._sessions.move_to_end(key)
+            self._pairs.move_to_end(key)
             return found
         backbone, weights = key[0], list(key[1])
-        s = PairSession(self.matcher(backbone), src, tgt, weights=weights)
-        self._sessions[key] = s
-        while len(self._sessions) > self._max_sessions:
-            self._sessions.popitem(last=False)
-        return s
+        pair = self.matcher(backbone).pair(src, tgt, weights=weights)
+        self._pairs[key] = pair
+        while len(self._pairs) > self._max_pairs:
+            self._pairs.popitem(last=False)
+        return pair
 
     # ------------------------------------------------------------------ the page's actions
     def load(
@@ -194,21 +235,25 @@ class DemoApp:
             return PageState(), "Upload a source and a target image (or pick a bundled pair)."
         a = load_image(src, name="source image")
         b = load_image(tgt, name="target image")
-        key, s = self.session(backbone, alpha, a, b)
+        start = time.perf_counter()
+        key, pair = self.pair(backbone, alpha, a, b)
+        pair.prepare()  # features and fused descriptors, once for every click to come
         state = PageState(key=key, src=a, tgt=b)
         return state, (
-            f"Features ready ({BACKBONES[backbone][0]}, {s.seconds:.1f} s for the pair). "
+            f"Features ready ({BACKBONES[backbone][0]}, "
+            f"{time.perf_counter() - start:.1f} s for the pair). "
             "Click a point on the source."
         )
 
     def click(self, state: PageState, x_shown: float, y_shown: float) -> tuple[PageState, str]:
         """A click at pixel ``(x_shown, y_shown)`` of the shown source image."""
-        s = self._state_session(state)
-        scale = display_scale(s.fs.width, s.fs.height, self.max_display)
+        pair = self._state_pair(state)
+        h, w = state.src.shape[:2]
+        scale = display_scale(w, h, self.max_display)
         x, y = from_display((x_shown, y_shown), scale)
-        x = min(max(x, 0.0), s.fs.width - 1.0)
-        y = min(max(y, 0.0), s.fs.height - 1.0)
-        result = s.click(x, y, mirrored=state.mirrored)
+        x = min(max(x, 0.0), w - 1.0)
+        y = min(max(y, 0.0), h - 1.0)
+        result = answer_click(pair, x, y, mirrored=state.mirrored)
         state.clicks.append(result)
         n = len(state.clicks)
         return state, (
@@ -220,10 +265,12 @@ class DemoApp:
 
     def flip(self, state: PageState) -> tuple[PageState, str]:
         """Decide the pair's orientation; re-match the clicked points accordingly."""
-        s = self._state_session(state)
-        decision = s.try_flip()
+        pair = self._state_pair(state)
+        decision = pair.flip_decision()
         state.mirrored = decision.flipped
-        state.clicks = [s.click(*c.source, mirrored=state.mirrored) for c in state.clicks]
+        state.clicks = [
+            answer_click(pair, *c.source, mirrored=state.mirrored) for c in state.clicks
+        ]
         return state, "Flip alignment: " + decision.describe() + "."
 
     def clear(self, state: PageState) -> tuple[PageState, str]:
@@ -231,11 +278,11 @@ class DemoApp:
         state.clicks = []
         return state, "Points cleared. Click a point on the source."
 
-    def _state_session(self, state: PageState) -> PairSession:
-        """The tab's session, by its key (rebuilt from the tab's images if it was dropped)."""
+    def _state_pair(self, state: PageState) -> Pair:
+        """The tab's pair, by its key (rebuilt from the tab's images if it was dropped)."""
         if state.key is None or state.src is None or state.tgt is None:
             raise ValueError("no image pair yet: upload a source and a target image first")
-        return self._session(state.key, state.src, state.tgt)
+        return self._pair(state.key, state.src, state.tgt)
 
     # ------------------------------------------------------------------ pictures and text
     def pictures(self, state: PageState) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -281,7 +281,7 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
 
 def extractor_specs(args: argparse.Namespace, protocol_extractors: Sequence[str] = ()) -> list[str]:
     """The extractors of a run: ``--extractor``, else ``--sd-model``/``--dino``, else the protocol's."""
-    from ..pipeline import PRESETS
+    from ..matcher import PRESETS
 
     if args.extractor:
         specs: list[str] = []
@@ -326,14 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_cli_logging()
     args = build_parser().parse_args(argv)
     from ..io import WriteError
-    from .runner import (
-        BadPairsError,
-        ConfigMismatchError,
-        EvalOptions,
-        RunLockedError,
-        evaluate_run,
-        run_eval,
-    )
+    from .lock import RunLockedError
+    from .plan import EvalOptions
+    from .results import evaluate_run
+    from .runner import BadPairsError, ConfigMismatchError, run_eval
 
     try:
         if args.dataset == "score" and args.predictions:
@@ -370,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.folder:
             print(f"error: unexpected argument {args.folder!r}", file=sys.stderr)
             return 2
-        from ..pipeline import Matcher
+        from ..matcher import Matcher
         from ..protocols import get_protocol
 
         if args.limit is not None and args.limit < 1:
@@ -401,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_cache_gb=args.memory_cache_gb,
         )
         # fail on data problems before loading any model
-        from .runner import load_records, tables_for
+        from .plan import load_records, tables_for
 
         records = load_records(opts)
         tables_for(opts, sorted({r.table_category for r in records}))

@@ -32,16 +32,8 @@ import numpy as np
 
 from ..datasets import PairRecord
 from ..geometry import Letterbox
-from .runner import (
-    EvalOptions,
-    apply_tables_rule,
-    environment,
-    load_records,
-    print_results,
-    score_run,
-    tables_for,
-    write_results,
-)
+from .plan import EvalOptions, apply_tables_rule, load_records, tables_for
+from .results import environment, print_results, score_run, write_results
 
 FORMATS = ("jsonl", "geoaware-pkl")
 
@@ -152,7 +144,7 @@ def score_predictions(
 ) -> dict:
     """Score a predictions file (``fmt``: ``"jsonl"`` or ``"geoaware-pkl"``; default from the
     suffix) on ``dataset`` under ``root``; write ``results.json``/``.csv`` to ``out`` if given.
-    Returns the results (as :func:`corr.eval.runner.score_run` plus ``predictions`` facts)."""
+    Returns the results (as :func:`corr.eval.results.score_run` plus ``predictions`` facts)."""
     path = Path(predictions)
     if not path.is_file():
         raise PredictionsError(f"--predictions {path}: no such file")

@@ -97,7 +97,7 @@ def test_a_rank_that_dies_leaves_the_others_work_and_the_rerun_completes(
 
 def test_sharded_extract_is_read_back_by_the_feature_store(tmp_path):
     from corr import FeatureStore
-    from corr.pipeline import Matcher
+    from corr.matcher import Matcher
 
     assets = REPO / "demos" / "assets"
     args = ["--images", str(assets), "--out", str(tmp_path / "f"), "--flip", "--no-progress"]

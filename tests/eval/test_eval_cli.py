@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from corr.eval.cli import main
-from corr.pipeline import Matcher
+from corr.matcher import Matcher
+from corr.pair import Pair
 
 # the real small model (tests that run it take the ``real_mobilenet`` fixture of conftest.py)
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
@@ -148,7 +149,7 @@ def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monk
     expected = json.loads((full / "results.json").read_text())["results"]
 
     cut = tmp_path / "cut"
-    real_match = Matcher.match
+    real_match = Pair.match  # the runner asks a Pair per pair
     calls = {"n": 0}
 
     def interrupted(self, *a, **k):
@@ -157,9 +158,9 @@ def test_interrupted_run_resumes_with_identical_numbers(minireal, tmp_path, monk
             raise KeyboardInterrupt
         return real_match(self, *a, **k)
 
-    monkeypatch.setattr(Matcher, "match", interrupted)
+    monkeypatch.setattr(Pair, "match", interrupted)
     assert main(_args(minireal, cut, "--limit", "10", *cache)) == 130  # Ctrl-C: saved, resumable
-    monkeypatch.setattr(Matcher, "match", real_match)
+    monkeypatch.setattr(Pair, "match", real_match)
     assert len((cut / "predictions.jsonl").read_text().splitlines()) == 4
     with open(cut / "predictions.jsonl", "a") as f:
         f.write('{"pair_id": "torn-wri')  # a write cut off mid-line
@@ -356,7 +357,7 @@ def test_bad_factory_spec_is_a_clear_error(minireal, tmp_path, capsys):
 
 
 def test_prompt_categories_are_per_image_for_ap10k():
-    from corr.eval.runner import prompt_categories
+    from corr.eval.plan import prompt_categories
 
     class Rec:
         category = "Felidae"
@@ -446,11 +447,11 @@ def test_cuda_device_without_cuda_is_refused_before_any_work(
 ):
     import torch
 
-    import corr.pipeline
+    import corr.matcher
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     built = []
-    monkeypatch.setattr(corr.pipeline, "Matcher", lambda *a, **k: built.append(1))
+    monkeypatch.setattr(corr.matcher, "Matcher", lambda *a, **k: built.append(1))
     out = tmp_path / "o"
     args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny"]
     for device in ("cuda", "cuda:1"):
@@ -466,7 +467,7 @@ def test_dtype_reaches_the_networks_end_to_end(minireal, tmp_path, monkeypatch):
     """--dtype bfloat16 (an alias) runs both networks in bf16 and is recorded as bf16."""
     import torch
 
-    import corr.pipeline
+    import corr.matcher
 
     matchers = []
 
@@ -474,7 +475,7 @@ def test_dtype_reaches_the_networks_end_to_end(minireal, tmp_path, monkeypatch):
         matchers.append(Matcher(*args, **kwargs))  # the real class, imported above
         return matchers[-1]
 
-    monkeypatch.setattr(corr.pipeline, "Matcher", spy)  # the CLI imports it when it runs
+    monkeypatch.setattr(corr.matcher, "Matcher", spy)  # the CLI imports it when it runs
     out = tmp_path / "bf16"
     args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", "tiny"]
     args += ["--no-pretrained", "--limit", "1", "--out", str(out), "--no-progress"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from corr.eval.cli import main
-from corr.pipeline import Matcher
+from corr.matcher import Matcher
 
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
 

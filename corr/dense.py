@@ -1,0 +1,193 @@
+"""Whole-image answers of a :class:`~corr.pair.Pair`: the dense field, the warp, sparse matches.
+
+Each function reads a pair's fused descriptors and matching frames and returns its result in
+original pixels: :func:`dense_field` (every source cell, or every source pixel, matched),
+:func:`warp_source` (the source resampled into the target's frame through the field of the
+reversed pair) and :func:`sparse_matches` (mutual nearest neighbours on image content, for
+geometry estimation). ``Pair.dense``, ``Pair.warp`` and ``Pair.match_sparse`` call them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import clip_to_image, content_mask, grid_to_letterbox
+from .io import load_image
+from .matching import dense_match, mutual_nearest_neighbours, nearest_neighbours
+from .outputs import DenseOutput, MatchOutput, WarpOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pair import Pair
+
+#: cv2.remap needs every side of both images below SHRT_MAX
+REMAP_LIMIT = 32767
+
+
+def _refuse_pixel_method(pair: Pair, what: str) -> None:
+    if pair.matcher.method == "pixel":
+        raise ValueError(
+            f"{what}: use method 'nn' or 'softargmax' (the 'pixel' "
+            "method matches given points at the images' own resolution)"
+        )
+
+
+def dense_field(pair: Pair, upsample: bool = False) -> DenseOutput:
+    """Match every source grid cell; returns a :class:`~corr.outputs.DenseOutput`.
+
+    ``points0`` ``(g, g, 2)``: source cell centres (original source pixels); ``coords1``: the
+    matched target points (absolute original target pixels); ``flow = coords1 - points0``;
+    ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies on image
+    content. With ``upsample=True`` every field has the source image's size ``(H, W)``:
+    ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated bilinearly between
+    cell centres (held constant beyond the outermost centres, so the outer half cell of the
+    image takes its edge cell's match), ``valid`` from the nearest cell.
+    """
+    _refuse_pixel_method(pair, "dense() matches grid cells")
+    m = pair.matcher
+    ds, dt = pair.descriptors
+    (fs, ft), (lb_s, lb_t) = pair.features, pair.frames
+    g = ds.shape[-1]
+    with torch.no_grad():
+        coords, conf = dense_match(
+            ds, dt, m.method, m.window, m.temperature, pair.target_mask(), window_mode=m.window_mode
+        )
+    coords1 = lb_t.from_letterbox(
+        grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), m.frame, g, m.centre_shift)
+    )
+    if m.exclude_padding:
+        coords1 = clip_to_image(coords1, ft.width, ft.height)
+    coords1 = coords1.reshape(g, g, 2)
+    confidence = np.clip(conf.cpu().numpy().astype(np.float64), -1.0, 1.0)
+    valid = content_mask(lb_s, g)
+    if upsample:
+        xx, yy = np.meshgrid(np.arange(fs.width), np.arange(fs.height))
+        points0 = np.stack([xx, yy], -1).astype(np.float64)
+        # each source pixel's position on the grid, as grid_sample's [-1, 1] (cell centres at
+        # (i + 0.5) / g): x_lb / frame * 2 - 1
+        lb = lb_s.to_letterbox(points0.reshape(-1, 2), arithmetic="exact")
+        where = torch.from_numpy(lb / m.frame * 2 - 1).float().view(1, fs.height, -1, 2)
+        maps = torch.from_numpy(
+            np.concatenate([coords1, confidence[..., None]], -1).transpose(2, 0, 1).copy()
+        ).float()[None]
+        up = F.grid_sample(maps, where, mode="bilinear", padding_mode="border", align_corners=False)
+        coords1 = up[0, :2].permute(1, 2, 0).double().numpy()
+        confidence = up[0, 2].double().numpy()
+        mask = torch.from_numpy(valid.astype(np.float32))[None, None]
+        near = F.grid_sample(
+            mask, where, mode="nearest", padding_mode="border", align_corners=False
+        )
+        valid = near[0, 0].numpy() > 0.5
+    else:
+        yy, xx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+        points0 = lb_s.from_letterbox(
+            grid_to_letterbox(np.stack([xx.ravel(), yy.ravel()], 1), m.frame, g)
+        ).reshape(g, g, 2)
+    return DenseOutput(
+        points0=points0, coords1=coords1, flow=coords1 - points0, confidence=confidence, valid=valid
+    )
+
+
+def warp_source(pair: Pair, min_confidence: float | None = None) -> WarpOutput:
+    """The source image warped into the target's frame through the dense correspondence.
+
+    For every target pixel the matched source point comes from the reversed pair's upsampled
+    dense field (``coords``, original source pixels ``(x, y)``); the source pixels are sampled
+    there bilinearly with ``cv2.remap`` (needs ``pip install "semcorr[warp]"``). Returns a
+    :class:`~corr.outputs.WarpOutput` whose fields all have the target's size ``(H_t, W_t)``:
+    ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not valid), ``valid`` bool, ``coords``
+    ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the target pixel is on image content, its
+    source point inside the source image, and its confidence is at least ``min_confidence``
+    (when given).
+    """
+    _refuse_pixel_method(pair, "warp() uses the dense correspondence of grid cells")
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError(
+            'Matcher.warp needs OpenCV: pip install "semcorr[warp]" '
+            "(or pip install opencv-python-headless)"
+        ) from err
+    m = pair.matcher
+    src_px = load_image(pair.src, name="src", exif_transpose=m.exif_transpose)
+    tgt_px = load_image(pair.tgt, name="tgt", exif_transpose=m.exif_transpose)
+    if max(*src_px.shape[:2], *tgt_px.shape[:2]) >= REMAP_LIMIT:
+        raise ValueError(
+            f"warp(): cv2.remap needs both images' sides below {REMAP_LIMIT} pixels, got source "
+            f"{src_px.shape[1]}x{src_px.shape[0]} and target "
+            f"{tgt_px.shape[1]}x{tgt_px.shape[0]}; downscale them first"
+        )
+    d = dense_field(pair.reversed(), upsample=True)  # target pixel -> source point
+    coords = np.asarray(d.coords1, dtype=np.float64)
+    confidence = np.asarray(d.confidence, dtype=np.float64)
+    h_s, w_s = src_px.shape[:2]
+    x, y = coords[..., 0], coords[..., 1]
+    valid = d.valid & (x >= 0) & (x <= w_s - 1) & (y >= 0) & (y <= h_s - 1)
+    if min_confidence is not None:
+        valid &= confidence >= min_confidence
+    warped = cv2.remap(
+        np.ascontiguousarray(src_px),
+        x.astype(np.float32),
+        y.astype(np.float32),
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    warped[~valid] = 0
+    return WarpOutput(warped=warped, valid=valid, coords=coords, confidence=confidence)
+
+
+def sparse_matches(
+    pair: Pair,
+    mutual: bool = True,
+    max_matches: int | None = None,
+    min_confidence: float | None = None,
+) -> MatchOutput:
+    """Sparse matches on the image content of both images, for geometry estimation.
+
+    Every source cell on the image content is matched to its most similar target cell on the
+    image content (cosine similarity of the fused descriptors); with ``mutual=True`` only pairs
+    that are each other's nearest neighbour are kept. Sorted by confidence, most similar first,
+    cut to ``max_matches`` and to ``confidence >= min_confidence``. Returns a
+    :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the two cells'
+    centres in original source/target pixels, ``(M, 2)``, and ``confidence`` ``(M,)`` in
+    ``[-1, 1]``.
+    """
+    if max_matches is not None and max_matches < 1:
+        raise ValueError(f"max_matches must be a positive number, got {max_matches}")
+    frame = pair.matcher.frame
+    ds, dt = pair.descriptors
+    (fs, ft), (lb_s, lb_t) = pair.features, pair.frames
+    g = ds.shape[-1]
+    cells_s = np.flatnonzero(content_mask(lb_s, g).reshape(-1))
+    cells_t = np.flatnonzero(content_mask(lb_t, g).reshape(-1))
+    with torch.no_grad():
+        a = ds.reshape(ds.shape[0], -1).T[torch.from_numpy(cells_s).to(ds.device)]
+        b = dt.reshape(dt.shape[0], -1).T[torch.from_numpy(cells_t).to(dt.device)]
+        nn_idx, sim = nearest_neighbours(a, b)
+        keep = (
+            mutual_nearest_neighbours(a, b)
+            if mutual
+            else torch.ones(len(a), dtype=torch.bool, device=a.device)
+        )
+    if min_confidence is not None:
+        keep &= sim >= min_confidence
+    rows = torch.nonzero(keep).reshape(-1)
+    rows = rows[torch.argsort(-sim[rows], stable=True)]
+    if max_matches is not None:
+        rows = rows[:max_matches]
+    src_cells = cells_s[rows.cpu().numpy()]
+    tgt_cells = cells_t[nn_idx[rows].cpu().numpy()]
+
+    def centres(cells: np.ndarray, lb) -> np.ndarray:
+        xy = np.stack([cells % g, cells // g], 1)
+        return lb.from_letterbox(grid_to_letterbox(xy, frame, g)).reshape(-1, 2)
+
+    return MatchOutput(
+        keypoints0=clip_to_image(centres(src_cells, lb_s), fs.width, fs.height),
+        keypoints1=clip_to_image(centres(tgt_cells, lb_t), ft.width, ft.height),
+        confidence=np.clip(sim[rows].cpu().numpy().astype(np.float64), -1.0, 1.0),
+    )
