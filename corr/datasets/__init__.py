@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .paths import DataPathError
 from .pfpascal import load_pfpascal
 from .records import DatasetLayoutError, PairRecord, check_images
 from .spair import load_spair
@@ -14,6 +15,7 @@ from .spair import load_spair
 __all__ = [
     "PairRecord",
     "DatasetLayoutError",
+    "DataPathError",
     "load_spair",
     "load_pfpascal",
     "load_ap10k",

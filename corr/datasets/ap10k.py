@@ -31,7 +31,10 @@ channel count, unlike SPair), ``src_bbox``/``trg_bbox`` (COCO [x, y, w, h]),
 
 Loader: keypoint k is COCO keypoint k (K = 17); visible iff ``v > 0`` (the release uses 0/2).
 T_ref = max(w, h) of the target COCO box. ``table_category`` is ``"all"``. A pair file without
-keypoints (e.g. built by other tools) is completed from the ImageAnnotation it names.
+keypoints (e.g. built by other tools) is completed from the ImageAnnotation it names. The
+names ``src/trg_json_path`` and ``src/trg_image`` of a pair file are checked with
+:func:`~.paths.data_path` before any file is opened (:class:`~.paths.DataPathError` names the
+file and field of one that leaves the folder).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ import numpy as np
 from .ap10k_build import build_ap10k, main
 from .ap10k_pairs import AP10K_SPLITS, AP10K_SUBSETS
 from .ap10k_raw import NUM_KEYPOINTS, crowd_list
-from .records import DatasetLayoutError, PairRecord, frozen, inside, make_kps, read_json
+from .paths import data_path
+from .records import DatasetLayoutError, PairRecord, frozen, make_kps, read_json
 
 __all__ = [
     "load_ap10k",
@@ -73,12 +77,30 @@ def _split_dir(subset: str, split: str) -> str:
     return split + AP10K_SUBSETS[subset]
 
 
-def _rel_under(root: Path, path: str, anchor: str, where: str = "AP-10K") -> Path:
-    """Resolve a stored path relative to ``root`` (also paths such as data/ap-10k/{anchor}/...);
-    a path that would leave ``root`` is refused, naming ``where`` it came from."""
-    p = path.replace("\\", "/")
-    i = p.find(anchor + "/")
-    return inside(root, p[i:] if i >= 0 else p, where)
+def _named_paths(data: dict, side: str, root: Path, file: Path) -> tuple[Path | None, Path | None]:
+    """(ImageAnnotation, image) paths a pair file names for ``side``, checked before any open.
+
+    ``{side}_json_path`` may carry a prefix before ``ImageAnnotation/`` (such as
+    ``data/ap-10k/``), which is dropped; without ``{side}_image`` the image is the annotation's
+    path under ``JPEGImages/`` with ``.jpg``. Either is None when the pair file names neither.
+    """
+    field = f"{side}_json_path"
+    ann_path = None
+    name = data.get(field)
+    if name:
+        if isinstance(name, str):
+            i = name.replace("\\", "/").find("ImageAnnotation/")
+            name = name[i:] if i >= 0 else name
+        ann_path = data_path(root, name, file=file, field=field)
+    image = data.get(f"{side}_image")
+    if image:
+        return ann_path, data_path(root, image, file=file, field=f"{side}_image")
+    if ann_path is None:
+        return None, None
+    parts = [
+        "JPEGImages" if p == "ImageAnnotation" else p for p in ann_path.relative_to(root).parts
+    ]
+    return ann_path, (root / Path(*parts)).with_suffix(".jpg")
 
 
 def _triples(kps: Any, where: str) -> np.ndarray:
@@ -95,24 +117,26 @@ def _coco_box(box: Any, where: str) -> tuple[float, float, float, float]:
     return x, y, w, h
 
 
-def _side(data: dict, side: str, root: Path, cache: dict, where: str) -> dict:
-    """One image's fields from a pair file, completed from its ImageAnnotation when needed."""
+def _side(data: dict, side: str, named: tuple, cache: dict, where: str) -> dict:
+    """One image's fields from a pair file, completed from its ImageAnnotation when needed;
+    ``named``: the checked (annotation, image) paths of :func:`_named_paths`."""
+    ann_path, img_path = named
     ann = None
 
     def annotation() -> dict:
         nonlocal ann
         if ann is None:
-            jp = data.get(f"{side}_json_path")
-            if not jp:
+            if ann_path is None:
                 raise ValueError(f"AP-10K: {where}: no {side}_kps and no {side}_json_path")
-            path = _rel_under(root, jp, "ImageAnnotation", f"AP-10K: {where}")
-            if path not in cache:
-                if not path.is_file():
-                    raise DatasetLayoutError("AP-10K", AP10K_LAYOUT, path)
-                cache[path] = read_json(path, "AP-10K")
-            ann = cache[path]
+            if ann_path not in cache:
+                if not ann_path.is_file():
+                    raise DatasetLayoutError("AP-10K", AP10K_LAYOUT, ann_path)
+                cache[ann_path] = read_json(ann_path, "AP-10K")
+            ann = cache[ann_path]
         return ann
 
+    if img_path is None:
+        raise ValueError(f"AP-10K: {where}: no {side}_image")
     kps = data.get(f"{side}_kps")
     if kps is None or np.asarray(kps, dtype=object).size != 3 * NUM_KEYPOINTS:
         kps = annotation()["keypoints"]
@@ -122,15 +146,6 @@ def _side(data: dict, side: str, root: Path, cache: dict, where: str) -> dict:
     size = data.get(f"{side}_imsize")
     if size is None:
         size = (annotation()["width"], annotation()["height"])
-    image = data.get(f"{side}_image")
-    if image:
-        img_path = inside(root, image, f"AP-10K: {where}: {side}_image")
-    elif data.get(f"{side}_json_path"):
-        rel = _rel_under(Path(), data[f"{side}_json_path"], "ImageAnnotation", f"AP-10K: {where}")
-        parts = ["JPEGImages" if part == "ImageAnnotation" else part for part in rel.parts]
-        img_path = (root / Path(*parts)).with_suffix(".jpg")
-    else:
-        raise ValueError(f"AP-10K: {where}: no {side}_image")
     return {
         "kps": _triples(kps, where),
         "bbox": _coco_box(box, where),
@@ -157,8 +172,9 @@ def load_ap10k(
     for path in sorted(pair_dir.glob("*.json")):
         data = read_json(path, "AP-10K")
         where = str(path)
-        src = _side(data, "src", root, cache, where)
-        trg = _side(data, "trg", root, cache, where)
+        named = {side: _named_paths(data, side, root, path) for side in ("src", "trg")}
+        src = _side(data, "src", named["src"], cache, where)
+        trg = _side(data, "trg", named["trg"], cache, where)
         category = str(data.get("category") or path.stem.rsplit(":", 1)[-1])
         src_vis = src["kps"][:, 2] > 0
         trg_vis = trg["kps"][:, 2] > 0

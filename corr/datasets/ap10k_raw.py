@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .records import DatasetLayoutError, inside, read_json
+from .paths import data_path
+from .records import DatasetLayoutError, read_json
 
 __all__ = [
     "RawImage",
@@ -120,7 +121,8 @@ def read_raw(src: Path) -> tuple[dict, dict, dict]:
     """Merged (categories by id, images by id, annotations by image id) of the split-1 files.
 
     Annotations keep the reference's merge order: the train, test, val files, each in its own
-    listing order.
+    listing order. An image's ``file_name`` that leaves ``RAW/data`` raises
+    :class:`~.paths.DataPathError` naming the annotation file, the image id and the field.
     """
     ann_dir = src / "annotations"
     for p in (src, ann_dir, *(ann_dir / f for f in RAW_FILES)):
@@ -149,6 +151,16 @@ def read_raw(src: Path) -> tuple[dict, dict, dict]:
                     "the original annotation file"
                 )
             iid = int(im["id"])
+            # the builder reads RAW/data/{file_name}: checked here, before any image is opened
+            item = f"image {iid}"
+            data_path(
+                src,
+                im["file_name"],
+                file=ann_dir / fname,
+                field="file_name",
+                item=item,
+                under="data",
+            )
             if images.setdefault(iid, im) != im:
                 raise ValueError(f"AP-10K: image {iid} differs between files ({fname})")
         for a in data.get("annotations", []):
@@ -189,7 +201,6 @@ def select_images(
                 f"AP-10K: annotation {first.get('id')} has no num_keypoints (the reference "
                 "filters on the stored count)"
             )
-        inside(Path("data"), str(im["file_name"]), f"AP-10K raw release: image {iid}: file_name")
         image = RawImage(
             id=iid,
             file_name=str(im["file_name"]),

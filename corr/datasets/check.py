@@ -8,7 +8,13 @@ Reports, for SPair-71k, PF-Pascal or a built AP-10K folder:
 * images: files the pairs need that are missing or cannot be decoded (``quick``: only that each
   exists and has a readable header);
 * the number of pairs per split against the published counts (``sources.json``; for AP-10K the
-  counts the builder wrote into ``manifest.json``).
+  counts the builder wrote into ``manifest.json``);
+* files outside the data set folder: a name in a data file that leaves it (refused by the
+  loaders, :func:`~.records.data_path`), and, checked first, every symbolic link in the folder
+  whose real target (all links followed) lies outside it. Such links are listed and the folder is
+  not read further, so the check itself never opens a file outside the folder. The one
+  exception: images of an AP-10K build made with ``--link-images`` may link into the raw release
+  beside it (``ROOT/../ap-10k/data``, the folder ``download ap10k --link-images`` links to).
 
 Nothing here imports model code.
 """
@@ -16,11 +22,19 @@ Nothing here imports model code.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import DatasetLayoutError, PairRecord, check_images, image_size, read_lines
+from .paths import DataPathError, links_leaving
+from .records import (
+    DatasetLayoutError,
+    PairRecord,
+    check_images,
+    image_size,
+    numbered_lines,
+)
 
 __all__ = ["check_dataset", "CheckReport"]
 
@@ -45,6 +59,8 @@ class CheckReport:
     decoded: bool = True
     missing_images: list[tuple[Path, str]] = field(default_factory=list)  # (path, pair id)
     unreadable_images: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
+    outside: list[tuple[Path, str]] = field(default_factory=list)  # (file or link, why)
+    not_checked: str = ""  # why the folder was not read (links leading outside it)
 
     @property
     def count_mismatches(self) -> dict[str, tuple[int, int]]:
@@ -58,7 +74,9 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not (
-            self.layout_missing
+            self.outside
+            or self.not_checked
+            or self.layout_missing
             or self.missing_annotations
             or self.unreadable_annotations
             or self.missing_images
@@ -69,6 +87,14 @@ class CheckReport:
     def format(self) -> str:
         """The report as printed by the CLI (one block of lines)."""
         lines = [f"{self.title} at {self.root}"]
+        if self.outside:
+            lines.append(f"  outside the data set folder ({len(self.outside):,}):")
+            lines += [f"    {p}: {why}" for p, why in self.outside[:_SHOW]]
+            if len(self.outside) > _SHOW:
+                lines.append(f"    ... and {len(self.outside) - _SHOW:,} more")
+        if self.not_checked:
+            lines += [f"  not checked further: {self.not_checked}", "PROBLEMS: listed above"]
+            return "\n".join(lines)
         if self.layout_missing:
             lines.append(f"  layout       {len(self.layout_missing)} missing:")
             lines += [f"    {p}" for p in self.layout_missing[:_SHOW]]
@@ -115,6 +141,7 @@ class CheckReport:
                 map(
                     bool,
                     (
+                        self.outside,
                         self.layout_missing,
                         self.missing_annotations,
                         self.unreadable_annotations,
@@ -192,7 +219,13 @@ def _root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetL
 def _check_spair(
     root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
 ) -> None:
-    from .spair import SPAIR_LAYOUT, SpairAnnotations, load_spair_pair, spair_split
+    from .spair import (
+        SPAIR_LAYOUT,
+        SpairAnnotations,
+        listed_pair_path,
+        load_spair_pair,
+        spair_split,
+    )
 
     if not root.is_dir():
         raise _root_missing("spair", report.title, SPAIR_LAYOUT, root)
@@ -201,15 +234,20 @@ def _check_spair(
             report.layout_missing.append(root / sub)
     _scan_json(root / "ImageAnnotation", report, progress)
     bad_ann = {p for p, _ in report.unreadable_annotations}
-    anns = SpairAnnotations(root)
+    anns = SpairAnnotations()
     records: list[PairRecord] = []
     for split in splits:
         split = spair_split(split)
         pair_dir = root / "PairAnnotation" / split
         layout_file = root / "Layout" / "large" / f"{split}.txt"
         if layout_file.is_file():
-            stems = list(dict.fromkeys(read_lines(layout_file)))
-            files = [pair_dir / (s if s.endswith(".json") else f"{s}.json") for s in stems]
+            files = []
+            for line, stem in numbered_lines(layout_file):
+                try:
+                    files.append(listed_pair_path(root, split, stem, layout_file, line))
+                except DataPathError as err:
+                    report.outside.append((err.file, str(err)))
+            files = list(dict.fromkeys(files))
         elif pair_dir.is_dir():
             report.layout_missing.append(layout_file)
             files = sorted(pair_dir.glob("*.json"))
@@ -224,6 +262,9 @@ def _check_spair(
                 continue
             try:
                 rec = load_spair_pair(path, root, anns)
+            except DataPathError as err:
+                report.outside.append((err.file, str(err)))
+                continue
             except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
                 report.unreadable_annotations.append((path, str(err)))
                 continue
@@ -259,6 +300,10 @@ def _check_pfpascal(
             continue
         try:
             recs = load_pfpascal(root, split)
+        except DataPathError as err:
+            report.outside.append((err.file, str(err)))
+            report.pairs[split] = 0
+            continue
         except (ValueError, OSError) as err:
             report.unreadable_annotations.append((csv_path, str(err)))
             report.pairs[split] = 0
@@ -325,6 +370,8 @@ def _check_ap10k(
         report.pairs[split_dir] = len(list(folder.glob("*.json")))
         try:
             records += load_ap10k(root, subset=subset, split=split)
+        except DataPathError as err:
+            report.outside.append((err.file, str(err)))
         except (ValueError, KeyError, TypeError, OSError) as err:
             report.unreadable_annotations.append((folder, f"{type(err).__name__}: {err}"))
     _check_images(records, report, quick, progress)
@@ -366,6 +413,22 @@ def check_dataset(
         )
     if splits is None:
         splits = list(counts) if dataset != "ap10k" else []
+    allowed = []  # (folder of links, folder they may lead to)
+    if dataset == "ap10k":  # images of a --link-images build link into the raw release beside it
+        allowed.append(
+            (Path(root) / "JPEGImages", Path(root).parent / entry["raw_folder"] / "data")
+        )
+    for link, real in links_leaving(Path(root), allowed):
+        why = f"a symbolic link that resolves to {real}, outside {os.path.realpath(root)}"
+        if allowed:
+            why += f" (an AP-10K build's images may link only into {allowed[0][1]})"
+        report.outside.append((link, why))
+    if report.outside:
+        report.not_checked = (
+            "the links above lead outside the folder; replace each by the file it points to "
+            "(or remove it), then check again"
+        )
+        return report
     _CHECKS[dataset](Path(root), report, list(splits), quick, progress)
     if published is not None and dataset == "ap10k":
         report.expected, report.expected_from = dict(published), "given by the caller"

@@ -15,6 +15,10 @@ the size ``(0, 0)`` and ``flags["size_unknown"]`` is True; :func:`corr.datasets.
 reports such pairs, and :func:`corr.metrics.evaluate` refuses them. ``pair_id`` is
 ``{row:06d}-{src stem}-{trg stem}:{category}`` with the 1-based CSV row, so records sort in CSV
 order. No bounding boxes, no flip / geo tables.
+
+The image names are checked with :func:`~.paths.data_path` before any image is opened: each
+must stay inside ``root``, also when ``root`` is ``PF-dataset-PASCAL/`` and the names start at
+its parent; else :class:`~.paths.DataPathError` names the CSV, its line and the column.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DatasetLayoutError, PairRecord, frozen, image_size, inside, make_kps
+from .paths import data_path
+from .records import DatasetLayoutError, PairRecord, frozen, image_size, make_kps
 
 __all__ = ["load_pfpascal", "locate_pfpascal", "PASCAL_CLASSES", "PFPASCAL_LAYOUT"]
 
@@ -101,16 +106,17 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[PairRecord]:
         return sizes[path]
 
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+        reader = csv.reader(f)
+        rows = [(reader.line_num, row) for row in reader]  # (its line in the file, cells)
     if not rows:
         raise ValueError(f"PF-Pascal: empty CSV {csv_path}")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     missing_cols = [c for c in _COLUMNS if c not in header]
     if missing_cols:
         raise ValueError(f"PF-Pascal: {csv_path}: missing columns {missing_cols}; got {header}")
     col = {c: header.index(c) for c in _COLUMNS}
     records: list[PairRecord] = []
-    for row_no, row in enumerate(rows[1:], start=1):
+    for row_no, (line, row) in enumerate(rows[1:], start=1):
         if not any(cell.strip() for cell in row):
             continue
         where = f"{csv_path.name} row {row_no}"
@@ -135,8 +141,13 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[PairRecord]:
         trg_xy = np.column_stack([xb, yb]).astype(np.float64).reshape(-1, 2)
         src_vis = np.isfinite(src_xy).all(1) & (src_xy >= 0).all(1)
         trg_vis = np.isfinite(trg_xy).all(1) & (trg_xy >= 0).all(1)
-        src_path = inside(base, src_rel, f"PF-Pascal: {where}")
-        trg_path = inside(base, trg_rel, f"PF-Pascal: {where}")
+        # checked before image_size opens them: inside root even when names start at its parent
+        src_path = data_path(
+            root, src_rel, file=csv_path, line=line, field="source_image", base=base
+        )
+        trg_path = data_path(
+            root, trg_rel, file=csv_path, line=line, field="target_image", base=base
+        )
         src_size, trg_size = size_of(src_path), size_of(trg_path)
         flags: dict = {"csv_row": row_no}
         if trg_size is None or src_size is None:

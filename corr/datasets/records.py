@@ -15,28 +15,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "inside",
     "PairRecord",
     "DatasetLayoutError",
     "check_images",
     "image_size",
 ]
-
-
-def inside(root: Path, relative: str | Path, where: str) -> Path:
-    """``root / relative``, refusing a path from a data file that leaves ``root``.
-
-    ``where`` names the data file (and line or field) the path came from. Symbolic links inside
-    ``root`` are not followed for the check, so a data set may link its images from elsewhere;
-    ``..`` components and absolute paths are what is refused.
-    """
-    rel = Path(str(relative).replace("\\", "/"))
-    if rel.is_absolute() or ".." in rel.parts:
-        raise ValueError(
-            f"{where}: the path {str(relative)!r} leaves the data set folder {root}; "
-            "paths in data files must stay inside it (no '..', not absolute)"
-        )
-    return Path(root) / rel
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -127,10 +110,11 @@ def read_json(path: Path, dataset: str) -> Any:
         raise ValueError(f"{dataset}: malformed JSON in {path}: {err}") from err
 
 
-def read_lines(path: Path) -> list[str]:
-    """Non-blank lines of a text file, stripped (CRLF, CR and LF all work; BOM dropped)."""
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, stripped text) of the non-blank lines of a text file (CRLF, CR and
+    LF all work; BOM dropped)."""
     text = Path(path).read_text(encoding="utf-8-sig")
-    return [s.strip() for s in text.splitlines() if s.strip()]
+    return [(n, s.strip()) for n, s in enumerate(text.splitlines(), start=1) if s.strip()]
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

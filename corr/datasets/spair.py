@@ -24,6 +24,11 @@ ImageAnnotation of the category (sorted), and ``max(kps_ids) + 1``. Such pairs c
 
 ``pck_size`` (T_ref) = max(x2 - x1, y2 - y1) of the target ``bndbox`` [x1, y1, x2, y2] (pair
 file, else ImageAnnotation), in target pixels, as in the reference code.
+
+Names read from the files (a Layout list's pair stems, a pair file's ``category``,
+``src_imname`` and ``trg_imname``) are checked with :func:`~.paths.data_path` before any file
+is opened: one that leaves ``root`` raises :class:`~.paths.DataPathError` naming the file,
+line and field.
 """
 
 from __future__ import annotations
@@ -32,19 +37,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .paths import data_path
 from .records import (
     DatasetLayoutError,
     PairRecord,
     frozen,
-    inside,
     make_kps,
+    numbered_lines,
     read_json,
-    read_lines,
 )
 
 __all__ = [
     "load_spair",
     "load_spair_pair",
+    "listed_pair_path",
     "spair_split",
     "SpairAnnotations",
     "SPAIR_SPLITS",
@@ -74,6 +80,20 @@ def spair_split(split: str) -> str:
         ) from None
 
 
+def listed_pair_path(root: Path, split: str, stem: str, layout_file: Path, line: int) -> Path:
+    """``root/PairAnnotation/{split}/{stem}.json`` for line ``line`` of a Layout list, the stem
+    checked to stay inside ``root`` before anything is opened (:func:`~.paths.data_path`)."""
+    path = data_path(
+        root,
+        stem,
+        file=layout_file,
+        line=line,
+        field="pair stem",
+        under=Path("PairAnnotation", split),
+    )
+    return path if path.name.endswith(".json") else path.with_name(path.name + ".json")
+
+
 def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
     """The pair JSON files of a split: from ``Layout/{layout}/{split}.txt`` when present."""
     pair_dir = root / "PairAnnotation" / split
@@ -84,8 +104,8 @@ def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
     if layout_file is None or not layout_file.is_file():
         return sorted(pair_dir.glob("*.json"))
     files = []
-    for stem in read_lines(layout_file):
-        path = pair_dir / (stem if stem.endswith(".json") else f"{stem}.json")
+    for line, stem in numbered_lines(layout_file):
+        path = listed_pair_path(root, split, stem, layout_file, line)
         if not path.is_file():
             raise DatasetLayoutError(
                 "SPair-71k", SPAIR_LAYOUT, path, hint=f"(listed in {layout_file})"
@@ -95,27 +115,24 @@ def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
 
 
 class SpairAnnotations:
-    """Cache of ImageAnnotation files (many pairs share an image)."""
+    """Cache of ImageAnnotation files (many pairs share an image), by their checked paths."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._img: dict[tuple[str, str], dict | None] = {}
-        self._cat_k: dict[str, int] = {}
+    def __init__(self) -> None:
+        self._img: dict[Path, dict | None] = {}
+        self._cat_k: dict[Path, int] = {}
 
-    def image(self, cat: str, imname: str) -> dict | None:
-        key = (cat, imname)
-        if key not in self._img:
-            path = self.root / "ImageAnnotation" / cat / f"{Path(imname).stem}.json"
-            self._img[key] = read_json(path, "SPair-71k") if path.is_file() else None
-        return self._img[key]
+    def image(self, path: Path) -> dict | None:
+        """The ImageAnnotation at ``path`` (from :func:`~.paths.data_path`); None if absent."""
+        if path not in self._img:
+            self._img[path] = read_json(path, "SPair-71k") if path.is_file() else None
+        return self._img[path]
 
-    def category_k(self, cat: str) -> int:
-        """Key count of the first (sorted) ImageAnnotation of the category; 0 if none."""
-        if cat not in self._cat_k:
-            folder = self.root / "ImageAnnotation" / cat
+    def category_k(self, folder: Path) -> int:
+        """Key count of the first (sorted) ImageAnnotation in a category's ``folder``; 0 if none."""
+        if folder not in self._cat_k:
             first = min(folder.glob("*.json"), default=None) if folder.is_dir() else None
-            self._cat_k[cat] = _num_kps(read_json(first, "SPair-71k")) if first else 0
-        return self._cat_k[cat]
+            self._cat_k[folder] = _num_kps(read_json(first, "SPair-71k")) if first else 0
+        return self._cat_k[folder]
 
 
 def _num_kps(ann: dict) -> int:
@@ -156,8 +173,7 @@ def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecor
     """One pair file of the SPair-71k folder ``root`` as a record (``anns``: the shared cache)."""
     data = read_json(path, "SPair-71k")
     try:
-        cat = str(data["category"])
-        src_name, trg_name = str(data["src_imname"]), str(data["trg_imname"])
+        cat, src_name, trg_name = data["category"], data["src_imname"], data["trg_imname"]
         ids = [int(i) for i in data.get("kps_ids") or []]
         pair_src = data.get("src_kps") or []
         pair_trg = data.get("trg_kps") or []
@@ -168,9 +184,15 @@ def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecor
             f"SPair-71k: {path}: kps_ids ({len(ids)}), src_kps ({len(pair_src)}) and "
             f"trg_kps ({len(pair_trg)}) differ in length"
         )
-    src_ann, trg_ann = anns.image(cat, src_name), anns.image(cat, trg_name)
+    # every name that becomes a path is checked before any file is opened
+    cat_dir = data_path(root, cat, file=path, field="category", under="ImageAnnotation")
+    images = Path("JPEGImages", cat_dir.relative_to(root / "ImageAnnotation"))
+    src_image = data_path(root, src_name, file=path, field="src_imname", under=images)
+    trg_image = data_path(root, trg_name, file=path, field="trg_imname", under=images)
+    src_ann = anns.image(cat_dir / f"{src_image.stem}.json")
+    trg_ann = anns.image(cat_dir / f"{trg_image.stem}.json")
     k = max(
-        anns.category_k(cat),
+        anns.category_k(cat_dir),
         _num_kps(src_ann) if src_ann else 0,
         _num_kps(trg_ann) if trg_ann else 0,
         max(ids, default=-1) + 1,
@@ -205,8 +227,8 @@ def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecor
         dataset="spair",
         pair_id=path.stem,
         category=cat,
-        src_image=inside(root, Path("JPEGImages") / cat / src_name, f"SPair-71k: {path}"),
-        tgt_image=inside(root, Path("JPEGImages") / cat / trg_name, f"SPair-71k: {path}"),
+        src_image=src_image,
+        tgt_image=trg_image,
         src_kps=make_kps(src_xy, src_vis),
         tgt_kps=make_kps(trg_xy, trg_vis),
         src_vis=frozen(src_vis),
@@ -233,7 +255,7 @@ def load_spair(
     """
     root = Path(root)
     split = spair_split(split)
-    anns = SpairAnnotations(root)
+    anns = SpairAnnotations()
     records = [load_spair_pair(p, root, anns) for p in _pair_files(root, split, layout)]
     records.sort(key=lambda r: r.pair_id)
     return records

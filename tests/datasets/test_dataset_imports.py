@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODULES = [
     "corr/datasets/__init__.py",
     "corr/datasets/records.py",
+    "corr/datasets/paths.py",
     "corr/datasets/spair.py",
     "corr/datasets/pfpascal.py",
     "corr/datasets/ap10k.py",
@@ -21,7 +22,7 @@ MODULES = [
     "corr/metrics/__init__.py",
     "corr/metrics/pck.py",
 ]
-FORBIDDEN = ("torch", "timm", "diffusers", "transformers", "corr.extractors", "corr.pipeline")
+FORBIDDEN = ("torch", "timm", "diffusers", "transformers", "corr.extractors", "corr.matcher")
 
 
 @pytest.mark.parametrize("module", MODULES)
