@@ -1,15 +1,19 @@
 """Safe unpacking of tar (any compression) and zip archives into a folder (generic).
 
 :func:`unpack_archive` refuses, before writing it, any member that would land outside the target
-folder: an absolute path, a ``..`` component, a link pointing outside, a hard link to something
-not unpacked before it, a device or pipe. Every write goes through
-:func:`corr.datasets.fetching.write_bytes`.
+folder: an absolute path, a ``..`` component, a link pointing outside, a folder reached through
+links that lead outside, a hard link to something not unpacked before it, a device or pipe.
+Links are judged by where they really lead in the unpacked tree, not only by their text: once
+every member is written, an archive any of whose links resolves (all links followed) outside the
+folder is refused, so a chain such as ``r -> .``, ``up -> r/..``, ``x -> ../up/secret`` cannot
+reach outside. Every write goes through :func:`corr.datasets.fetching.write_bytes`.
 
 Only the standard library (tarfile, zipfile) and tqdm are used.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -23,6 +27,7 @@ from typing import BinaryIO
 
 from . import fetching
 from .fetching import DiskError, DownloadError, WriteFailedError, disk_message, looks_like_html
+from .paths import within
 
 __all__ = ["unpack_archive", "UnsafeArchiveError", "CorruptArchiveError"]
 
@@ -88,24 +93,40 @@ def _map(parts: tuple[str, ...], member: str | None, to: str) -> PurePosixPath |
 
 
 class _Out:
-    """Writes into ``root``, checking every resolved parent stays inside it."""
+    """Writes into ``root``: every folder a member goes through is followed to its real place,
+    which must lie inside ``root``; the links made are remembered for :meth:`links_leaving`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.real = os.path.realpath(root)
+        self.links: dict[str, tuple[str, str]] = {}  # real path of a link -> (member, target)
+
+    def _unsafe(self, name: str, archive: Path, real: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"{archive}: member {name!r} would be written through a link to {real}, outside "
+            "the target folder; refusing to unpack this archive"
+        )
 
     def path(self, rel: PurePosixPath, archive: Path, name: str) -> Path:
-        path = self.root.joinpath(*rel.parts)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise DiskError(err) from err
-        real = os.path.realpath(path.parent)
-        if real != self.real and not real.startswith(self.real + os.sep):
-            raise UnsafeArchiveError(
-                f"{archive}: member {name!r} would be written through a link to {real}, outside "
-                "the target folder; refusing to unpack this archive"
-            )
+        """Where member ``name`` goes. Its folders are made one at a time inside the real
+        folder of the one before (nothing is ever created through a link leading outside); an
+        existing link or file at the place itself is removed (never written through)."""
+        folder = self.real
+        for part in rel.parts[:-1]:
+            step = os.path.join(folder, part)
+            if os.path.lexists(step):
+                step = os.path.realpath(step)
+                if not within(step, self.real):
+                    raise self._unsafe(name, archive, step)
+                if not os.path.isdir(step):  # a file (or a dangling link) where a folder goes
+                    raise DiskError(FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), step))
+            else:
+                try:
+                    os.mkdir(step)
+                except OSError as err:
+                    raise DiskError(err) from err
+            folder = step
+        path = Path(folder, rel.parts[-1])
         if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
             path.unlink()  # a later member replaces an earlier one; never write through a link
         return path
@@ -117,7 +138,8 @@ class _Out:
         except OSError as err:
             raise DiskError(err) from err
 
-    def file(self, rel: PurePosixPath, src: BinaryIO, archive: Path, name: str, bar) -> None:
+    def file(self, rel: PurePosixPath, src: BinaryIO, archive: Path, name: str, bar) -> Path:
+        """Write member ``name`` from ``src``; returns the real path written."""
         path = self.path(rel, archive, name)
         try:
             with open(path, "wb") as f:
@@ -132,6 +154,19 @@ class _Out:
             if err.errno is None:  # a decompression error surfaced as OSError
                 raise
             raise DiskError(err) from err
+        return path
+
+    def copy(self, rel: PurePosixPath, source: Path, archive: Path, name: str) -> None:
+        """A hard link: copy the file unpacked before as ``source``, wherever it really is now
+        (a later member may have put a link in its place); outside the folder is refused."""
+        real = os.path.realpath(source)
+        if not within(real, self.real):
+            raise self._unsafe(name, archive, real)
+        path = self.path(rel, archive, name)
+        try:
+            shutil.copyfile(real, path)
+        except OSError as err:
+            raise DiskError(err) from err
 
     def symlink(self, rel: PurePosixPath, link: str, archive: Path, name: str) -> None:
         _check_link(rel, link, name, archive)
@@ -140,6 +175,23 @@ class _Out:
             os.symlink(link, path)
         except OSError as err:
             raise DiskError(err) from err
+        self.links[str(path)] = (name, link)
+
+    def links_leaving(self, archive: Path) -> None:
+        """Once every member is unpacked: refuse the archive if a link it made leads outside the
+        folder (its real target, every link followed, as a reader would find it)."""
+        bad = []
+        for path, (name, link) in self.links.items():
+            real = os.path.realpath(path)
+            if os.path.islink(path) and not within(real, self.real):
+                bad.append(f"{name!r} -> {link!r} (leads to {real})")
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise UnsafeArchiveError(
+                f"{archive}: once unpacked, these links lead outside the target folder through "
+                f"the archive's other links: {', '.join(bad[:5])}{more}; refusing to unpack "
+                "this archive"
+            )
 
 
 class _Counting:
@@ -197,8 +249,7 @@ def _unpack_tar(archive: Path, out: _Out, member: str | None, to: str, bar) -> i
             elif m.isreg():
                 src = tf.extractfile(m)
                 assert src is not None
-                out.file(rel, src, archive, m.name, None)
-                done["/".join(parts)] = out.root.joinpath(*rel.parts)
+                done["/".join(parts)] = out.file(rel, src, archive, m.name, None)
                 n += 1
             elif m.issym():
                 out.symlink(rel, m.linkname, archive, m.name)
@@ -210,11 +261,7 @@ def _unpack_tar(archive: Path, out: _Out, member: str | None, to: str, bar) -> i
                         f"{archive}: hard link {m.name!r} -> {m.linkname!r} does not point to a "
                         "file unpacked before it; refusing to unpack this archive"
                     )
-                path = out.path(rel, archive, m.name)
-                try:
-                    shutil.copyfile(target, path)
-                except OSError as err:
-                    raise DiskError(err) from err
+                out.copy(rel, target, archive, m.name)
                 n += 1
             else:
                 raise UnsafeArchiveError(
@@ -269,22 +316,28 @@ def unpack_archive(
 
     Only the members under ``member/`` (the archive's top folder; all when None) are unpacked,
     to ``folder/to/...``; macOS and Windows litter (``__MACOSX``, ``.DS_Store``, ``._*``) is left
-    out. A member with an absolute path or ``..``, a link pointing outside ``folder``, a hard
-    link to something not unpacked before it, or a device raises :class:`UnsafeArchiveError`
-    before it is written. A truncated or damaged archive raises :class:`CorruptArchiveError`; a
+    out. A member with an absolute path or ``..``, a link whose text points outside ``folder``, a
+    member whose folder leads outside through links unpacked before it, a hard link to something
+    not unpacked before it, or a device raises :class:`UnsafeArchiveError` before it is written;
+    so does, at the end, a link whose real target (every link followed, in the unpacked tree)
+    lies outside ``folder``, however innocent its text (``up -> r/..`` with ``r -> .``). A
+    truncated or damaged archive raises :class:`CorruptArchiveError`; a
     failed write (disk full) :class:`WriteFailedError` naming the folder. ``folder`` is left as it
     is on error: unpack into a staging folder and remove it then.
     """
     archive, folder = Path(archive), Path(folder)
     kind = _kind(archive)
-    out = _Out(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    out = _Out(folder)
     total = archive.stat().st_size if kind == "tar" else None
     with fetching.progress_bar(total, f"unpack {archive.name}", progress) as bar:
         try:
             if kind == "tar":
-                return _unpack_tar(archive, out, member, to, bar)
-            return _unpack_zip(archive, out, member, to, bar)
+                n = _unpack_tar(archive, out, member, to, bar)
+            else:
+                n = _unpack_zip(archive, out, member, to, bar)
+            out.links_leaving(archive)
+            return n
         except DiskError as err:
             raise WriteFailedError(
                 disk_message(err.err, folder, f"unpacking {archive.name}")
