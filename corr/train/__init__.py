@@ -1,0 +1,42 @@
+"""Training core for supervised adapters (GeoAware-SC's recipe): losses, pair augmentation,
+optimiser and schedule, and the recipes' switches. The training loop is built on these.
+
+- :mod:`corr.train.recipe`: :class:`Recipe` (every switch, its value and source), ``RECIPES``;
+- :mod:`corr.train.losses`: :func:`clip_loss`, :class:`SoftArgmaxFlow`, :func:`pair_loss`;
+- :mod:`corr.train.augment`: flips of keypoints and the flip terms, Gaussian flow noise;
+- :mod:`corr.train.schedule`: AdamW and the one-cycle schedule.
+"""
+
+from __future__ import annotations
+
+from .augment import flip_keypoints, flip_permutation_for, flip_views, flow_noise, threshold_cells
+from .losses import SoftArgmaxFlow, clip_loss, flow_loss, keypoint_positions, pair_loss
+from .recipe import RECIPES, Recipe, get_recipe
+from .schedule import (
+    build_optimizer,
+    build_scheduler,
+    one_cycle_lr,
+    one_cycle_momentum,
+    scheduler_total_steps,
+)
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "SoftArgmaxFlow",
+    "build_optimizer",
+    "build_scheduler",
+    "clip_loss",
+    "flip_keypoints",
+    "flip_permutation_for",
+    "flip_views",
+    "flow_loss",
+    "flow_noise",
+    "get_recipe",
+    "keypoint_positions",
+    "one_cycle_lr",
+    "one_cycle_momentum",
+    "pair_loss",
+    "scheduler_total_steps",
+    "threshold_cells",
+]
