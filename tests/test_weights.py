@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from corr import weights as W
+from corr.weights import places
 
 
 @pytest.fixture
@@ -29,25 +30,25 @@ def test_weights_dir_default(tmp_path, monkeypatch):
     """Each case on its own: the package is made to live in a scratch checkout."""
     monkeypatch.delenv("CORR_WEIGHTS_DIR", raising=False)
     checkout = tmp_path.resolve() / "checkout"
-    (checkout / "corr").mkdir(parents=True)
-    monkeypatch.setattr(W, "__file__", str(checkout / "corr" / "weights.py"))
+    (checkout / "corr" / "weights").mkdir(parents=True)
+    monkeypatch.setattr(places, "__file__", str(checkout / "corr" / "weights" / "places.py"))
     elsewhere = tmp_path.resolve() / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     # no <checkout>/weights folder: ./weights of the current directory
     assert W.weights_dir() == elsewhere / "weights"
-    assert W._weights_dir_origin() == "./weights in the current directory"
+    assert W.weights_dir_origin() == "./weights in the current directory"
     # a weights/ folder beside the package wins over the current directory
     (checkout / "weights").mkdir()
     assert W.weights_dir() == checkout / "weights"
-    assert W._weights_dir_origin() == "the repository's weights/ folder"
+    assert W.weights_dir_origin() == "the repository's weights/ folder"
     (checkout / "weights").rmdir()
     (checkout / "weights").write_text("a file, not a folder")
     assert W.weights_dir() == elsewhere / "weights"
     # $CORR_WEIGHTS_DIR wins over both, with ~ expanded
     monkeypatch.setenv("CORR_WEIGHTS_DIR", "/some/where")
     assert W.weights_dir() == Path("/some/where")
-    assert W._weights_dir_origin() == "from $CORR_WEIGHTS_DIR"
+    assert W.weights_dir_origin() == "from $CORR_WEIGHTS_DIR"
     monkeypatch.setenv("CORR_WEIGHTS_DIR", "~/w")
     assert W.weights_dir() == Path.home() / "w"
 

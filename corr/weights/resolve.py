@@ -1,0 +1,270 @@
+"""Resolving a weights request to real weights: :func:`resolve`, never random weights.
+
+Resolution order for a weights request:
+
+1. an **explicit local path** (a diffusers folder, or a ``.safetensors`` / ``.pth`` file);
+2. the **weights folder** (:func:`corr.weights.places.weights_dir`), under the names of
+   :data:`corr.weights.registry.KNOWN_WEIGHTS` (an unknown hub id: its repository name);
+3. the **Hugging Face cache** (looked up with ``local_files_only``), and for the official
+   DINOv2 files the torch hub checkpoint folder;
+4. a **download** from the Hugging Face Hub into its cache, unless ``HF_HUB_OFFLINE=1`` or
+   ``CORR_OFFLINE=1`` is set or the hub host does not answer a 3 s TCP probe.
+
+When nothing is found, :class:`WeightsNotFoundError` names every place looked and says how to
+provide the weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .files import diffusers_folder_problem, weights_bytes, weights_file_problem, weights_format
+from .places import (
+    hf_cache_dir,
+    hub_endpoint,
+    hub_unreachable_reason,
+    offline_reason,
+    torch_hub_checkpoints_dir,
+    weights_dir,
+    weights_dir_origin,
+)
+from .registry import KNOWN_WEIGHTS, KnownWeights, diffusers_allow_patterns
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Real weights were requested but cannot be found anywhere; random weights are never used."""
+
+
+@dataclass
+class ResolvedWeights:
+    """Where the weights were found.
+
+    ``path`` is a diffusers folder or a weights file; ``source`` one of ``"explicit"``,
+    ``"weights-folder"``, ``"hf-cache"``, ``"torch-hub-cache"``, ``"hub-download"``;
+    ``format`` from :func:`~corr.weights.files.weights_format`.
+    """
+
+    request: str
+    path: Path
+    source: str
+    format: str
+    known: KnownWeights | None = None
+    hub_id: str | None = None
+
+    @property
+    def weights_id(self) -> str:
+        """An identity for feature caches: ``hub_id@commit`` for hub snapshots, else
+        ``name:resolved path:bytes`` of the weight files."""
+        parts = self.path.resolve().parts
+        if self.hub_id is not None and "snapshots" in parts:
+            i = parts.index("snapshots")
+            if i + 1 < len(parts):
+                return f"{self.hub_id}@{parts[i + 1]}"
+        name = self.known.name if self.known is not None else self.request
+        return f"{name}:{self.path.resolve()}:{weights_bytes(self.path)}"
+
+
+@dataclass
+class _Search:
+    request: str
+    looked: list[str] = field(default_factory=list)
+
+    def add(self, place: str, outcome: str) -> None:
+        self.looked.append(f"{place}: {outcome}")
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
+
+
+def _how_to(known: KnownWeights | None, kind: str, request: str, wdir: Path) -> list[str]:
+    if known is not None and known.kind == "diffusers":
+        folder = known.local_names[0]
+        return [
+            f"on a machine with network: `python -m corr.weights download {known.name}` "
+            f"(writes {folder}/ into its weights folder), then copy that folder to {wdir / folder}/",
+            f"or copy any diffusers folder of this model (with unet/ and vae/) to {wdir / folder}/",
+            f"or pass a local path, e.g. create_extractor('sd', model='/path/to/{folder}')",
+            "or set CORR_WEIGHTS_DIR to a folder that holds it",
+        ]
+    if known is not None:
+        return [
+            f"on a machine with network: `python -m corr.weights download {known.name}`, then copy "
+            f"{known.local_names[0]} to {wdir}/",
+            f"or copy the official file {known.official_file} "
+            f"(https://dl.fbaipublicfiles.com/dinov2/) to {wdir}/",
+            "or pass a local path (path=...) to a .safetensors or .pth file",
+            "or set CORR_WEIGHTS_DIR to a folder that holds it",
+        ]
+    if kind == "diffusers":
+        return [
+            f"copy a diffusers folder (with unet/ and vae/) to {wdir}/{request.split('/')[-1]}/ "
+            "or pass its local path",
+            f"or, on a machine with network, download hub id {request!r} "
+            "(huggingface_hub.snapshot_download) and copy the folder here",
+        ]
+    return [f"pass a local path to the weights file, or copy it to {wdir}/"]
+
+
+def _not_found(search: _Search, known: KnownWeights | None, kind: str) -> WeightsNotFoundError:
+    wdir = weights_dir()
+    what = f"{search.request!r}"
+    if known is not None:
+        what += f" ({known.description}, hub id {known.hub_id})"
+    lines = [f"Weights for {what} were not found. Looked in:"]
+    lines += [f"  {i}. {entry}" for i, entry in enumerate(search.looked, 1)]
+    lines.append("How to provide them:")
+    lines += [f"  - {h}" for h in _how_to(known, kind, search.request, wdir)]
+    lines.append(
+        "Random weights are never substituted; pretrained=False builds the architecture with "
+        "random weights explicitly (for benchmarks)."
+    )
+    return WeightsNotFoundError("\n".join(lines))
+
+
+def _hf_snapshot(repo_id: str, patterns: list[str], local_only: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            repo_id,
+            allow_patterns=patterns,
+            cache_dir=str(hf_cache_dir()),
+            local_files_only=local_only,
+        )
+    )
+
+
+def _hf_file(repo_id: str, filename: str, local_only: bool) -> Path:
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if local_only:
+        return Path(
+            hf_hub_download(repo_id, filename, cache_dir=str(hf_cache_dir()), local_files_only=True)
+        )
+    # snapshot_download fails at once on a connection error (hf_hub_download retries ~20 s)
+    folder = snapshot_download(repo_id, allow_patterns=[filename], cache_dir=str(hf_cache_dir()))
+    return Path(folder) / filename
+
+
+def error_text(err: BaseException) -> str:
+    """``"Type: first line of the message"`` of an error, at most 300 characters."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def resolve(
+    name_or_path: str | os.PathLike,
+    *,
+    path: str | os.PathLike | None = None,
+    kind: Literal["diffusers", "dinov2"] | None = None,
+    allow_download: bool | None = None,
+    text_encoder: bool = True,
+) -> ResolvedWeights:
+    """Find real weights for a known name (``"sd15"``, ``"dinov2_vitb14"``, ...), a hub id or a
+    local path; raise :class:`WeightsNotFoundError` naming every place looked.
+
+    ``path`` is an explicit local path that takes precedence (when given and unusable, the
+    search stops there). ``allow_download=None`` downloads unless ``HF_HUB_OFFLINE=1`` or
+    ``CORR_OFFLINE=1``; ``False`` never downloads. ``text_encoder`` adds the text encoder and
+    tokenizer to a diffusers download.
+    """
+    request = str(name_or_path)
+    known = KNOWN_WEIGHTS.get(request)
+    if kind is None:
+        kind = known.kind if known is not None else "diffusers"
+    search = _Search(request)
+
+    # 1. explicit path (argument, or the request itself when it is an existing path)
+    explicit = Path(path).expanduser() if path is not None else None
+    if explicit is None and known is None:
+        candidate = Path(request).expanduser()
+        if candidate.exists() or not _looks_like_hub_id(request):
+            explicit = candidate
+    if explicit is not None:
+        problem = (
+            diffusers_folder_problem(explicit)
+            if kind == "diffusers"
+            else weights_file_problem(explicit)
+        )
+        if problem is None:
+            return ResolvedWeights(request, explicit, "explicit", weights_format(explicit), known)
+        search.add(f"explicit path {explicit}", problem)
+        search.add("other places", "not consulted because an explicit path was given")
+        raise _not_found(search, known, kind)
+    search.add("explicit path", "none given")
+
+    # 2. weights folder
+    wdir = weights_dir()
+    if known is not None:
+        local_names = list(known.local_names)
+    else:  # an unknown hub id: weights/<repo name>/
+        local_names = [request.split("/")[-1]]
+    for local in local_names:
+        cand = wdir / local
+        problem = (
+            diffusers_folder_problem(cand) if kind == "diffusers" else weights_file_problem(cand)
+        )
+        if problem is None:
+            return ResolvedWeights(request, cand, "weights-folder", weights_format(cand), known)
+        search.add(f"weights folder ({weights_dir_origin()}) {cand}", problem)
+
+    hub_ids = list(known.hub_ids) if known is not None else [request]
+    patterns = diffusers_allow_patterns(text_encoder=text_encoder)
+    cache = hf_cache_dir()
+
+    # 3. caches
+    for hub_id in hub_ids:
+        try:
+            if kind == "diffusers":
+                snap = _hf_snapshot(hub_id, patterns, local_only=True)
+                problem = diffusers_folder_problem(snap)
+                if problem is None:
+                    return ResolvedWeights(request, snap, "hf-cache", "diffusers", known, hub_id)
+                search.add(
+                    f"Hugging Face cache {cache} ({hub_id})", f"incomplete snapshot: {problem}"
+                )
+            else:
+                hub_file = known.hub_file if known is not None else "model.safetensors"
+                f = _hf_file(hub_id, hub_file, local_only=True)
+                return ResolvedWeights(request, f, "hf-cache", weights_format(f), known, hub_id)
+        except FileNotFoundError:  # huggingface_hub's LocalEntryNotFoundError
+            search.add(f"Hugging Face cache {cache} ({hub_id})", "not cached")
+        except Exception as err:  # HFValidationError, a broken cache, ...
+            search.add(f"Hugging Face cache {cache} ({hub_id})", f"not usable ({error_text(err)})")
+    if known is not None and known.official_file:
+        cand = torch_hub_checkpoints_dir() / known.official_file
+        if cand.is_file():
+            return ResolvedWeights(request, cand, "torch-hub-cache", "torch", known)
+        search.add(f"torch hub cache {cand}", "does not exist")
+
+    # 4. download
+    hub_id = hub_ids[0]
+    reason = offline_reason()
+    if allow_download is False:
+        reason = "downloads disabled by the caller (allow_download=False)"
+    if reason is None:
+        reason = hub_unreachable_reason()
+    if reason is not None:
+        search.add(f"Hugging Face Hub {hub_endpoint()}/{hub_id}", f"download skipped: {reason}")
+        raise _not_found(search, known, kind)
+    try:
+        if kind == "diffusers":
+            snap = _hf_snapshot(hub_id, patterns, local_only=False)
+            problem = diffusers_folder_problem(snap)
+            if problem is None:
+                return ResolvedWeights(request, snap, "hub-download", "diffusers", known, hub_id)
+            search.add(f"Hugging Face Hub {hub_id}", f"downloaded snapshot incomplete: {problem}")
+        else:
+            hub_file = known.hub_file if known is not None else "model.safetensors"
+            f = _hf_file(hub_id, hub_file, local_only=False)
+            return ResolvedWeights(request, f, "hub-download", weights_format(f), known, hub_id)
+    except Exception as err:
+        search.add(
+            f"Hugging Face Hub {hub_endpoint()}/{hub_id}", f"download failed ({error_text(err)})"
+        )
+    raise _not_found(search, known, kind)
