@@ -17,10 +17,10 @@ logging.getLogger("corr").addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "Matcher": "corr.matcher",
-    "match": "corr.matcher",
+    "match": "corr.api",
     "Pair": "corr.pair",
     "FlipDecision": "corr.pair",
-    "clear_cache": "corr.matcher",
+    "clear_cache": "corr.api",
     "MatchOutput": "corr.outputs",
     "DenseOutput": "corr.outputs",
     "PRESETS": "corr.matcher",
@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .api import clear_cache, match
     from .cache import FeatureStore
     from .cosegmentation import CosegOutput, cosegment
     from .extractors import (
@@ -65,9 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
         list_extractors,
         register_extractor,
     )
+    from .matcher import PRESETS, Matcher
     from .outputs import DenseOutput, MatchOutput
     from .pair import FlipDecision, Pair
-    from .matcher import PRESETS, Matcher, clear_cache, match
     from .weights import WeightsNotFoundError
 
 

@@ -147,9 +147,10 @@ class FeatureCache:
         with self._lock:
             if (ckey, ikey) in self._memory:
                 return True
-        return self.root is not None and self._path(ckey, ikey).is_file()
+        return self.root is not None and self.entry_path(ckey, ikey).is_file()
 
-    def _path(self, ckey: str, ikey: str) -> Path:
+    def entry_path(self, ckey: str, ikey: str) -> Path:
+        """The file of image ``ikey``'s maps under configuration key ``ckey`` (on disk)."""
         assert self.root is not None
         return self.root / ckey / ikey[:2] / f"{ikey}.safetensors"
 
@@ -163,7 +164,7 @@ class FeatureCache:
                 self.hits += 1
                 return {k: v.float() for k, v in maps.items()}
         if self.root is not None:
-            path = self._path(ckey, ikey)
+            path = self.entry_path(ckey, ikey)
             if path.is_file():
                 maps = _read_entry(path, ckey, ikey, self._expected_shapes(ckey))
                 if maps is not None:
@@ -190,9 +191,9 @@ class FeatureCache:
                 "image_key": ikey,
                 "shapes": json.dumps({k: list(v.shape) for k, v in sorted(half.items())}),
                 "dtype": "float16",
-                "crc32": str(_crc32(half)),
+                "crc32": str(maps_crc32(half)),
             }
-            atomic_write_bytes(self._path(ckey, ikey), save(half, metadata=meta))
+            atomic_write_bytes(self.entry_path(ckey, ikey), save(half, metadata=meta))
             if self._expected_shapes(ckey) is None:  # the first entry of this configuration
                 atomic_write_bytes(self.root / ckey / "shapes.json", meta["shapes"].encode())
                 with self._lock:
@@ -263,7 +264,7 @@ def _read_entry(
             problem = "its maps do not have the recorded names, shapes or dtype"
         elif shapes is not None and meta["shapes"] != shapes:
             problem = f"its maps {meta['shapes']} differ from this configuration's {shapes}"
-        elif meta.get("crc32") != str(_crc32(maps)):
+        elif meta.get("crc32") != str(maps_crc32(maps)):
             problem = "its bytes do not match the recorded checksum (damaged)"
         elif not all(bool(torch.isfinite(t).all()) for t in maps.values()):
             problem = "it holds NaN or infinite values"
@@ -277,7 +278,7 @@ def _read_entry(
     return None
 
 
-def _crc32(maps: dict[str, torch.Tensor]) -> int:
+def maps_crc32(maps: dict[str, torch.Tensor]) -> int:
     """CRC-32 of the maps' bytes, in name order."""
     crc = 0
     for _, t in sorted(maps.items()):
@@ -362,7 +363,7 @@ class FeatureStore:
             ckey = next(iter(configs))
         else:
             ckey = config if isinstance(config, str) else config_key(config)
-        path = self._cache._path(ckey, key)
+        path = self._cache.entry_path(ckey, key)
         if not path.is_file():
             raise KeyError(f"{image}: no features of configuration {ckey} in {self.root}")
         maps = _read_entry(path, ckey, key, self._cache._expected_shapes(ckey))

@@ -32,7 +32,7 @@ from .alignment import mask_to_grid
 from .fusion import l2_normalize
 from .geometry import content_mask, make_frame
 from .io import ImageLike, load_image
-from .outputs import _Output
+from .outputs import BaseOutput
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -45,7 +45,7 @@ __all__ = ["CosegOutput", "cosegment", "plot_cosegmentation"]
 
 
 @dataclass
-class CosegOutput(_Output):
+class CosegOutput(BaseOutput):
     """Parts shared by a set of images (a dataclass that also reads like a dict).
 
     - ``labels``: one ``(H_i, W_i)`` int64 array per image, in original image pixels: the part

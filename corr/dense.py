@@ -36,16 +36,8 @@ def _refuse_pixel_method(pair: Pair, what: str) -> None:
 
 
 def dense_field(pair: Pair, upsample: bool = False) -> DenseOutput:
-    """Match every source grid cell; returns a :class:`~corr.outputs.DenseOutput`.
-
-    ``points0`` ``(g, g, 2)``: source cell centres (original source pixels); ``coords1``: the
-    matched target points (absolute original target pixels); ``flow = coords1 - points0``;
-    ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies on image
-    content. With ``upsample=True`` every field has the source image's size ``(H, W)``:
-    ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated bilinearly between
-    cell centres (held constant beyond the outermost centres, so the outer half cell of the
-    image takes its edge cell's match), ``valid`` from the nearest cell.
-    """
+    """Every source cell (``upsample=True``: every source pixel) of ``pair`` matched: the
+    :class:`~corr.outputs.DenseOutput` that :meth:`Pair.dense <corr.pair.Pair.dense>` documents."""
     _refuse_pixel_method(pair, "dense() matches grid cells")
     m = pair.matcher
     ds, dt = pair.descriptors
@@ -92,17 +84,9 @@ def dense_field(pair: Pair, upsample: bool = False) -> DenseOutput:
 
 
 def warp_source(pair: Pair, min_confidence: float | None = None) -> WarpOutput:
-    """The source image warped into the target's frame through the dense correspondence.
-
-    For every target pixel the matched source point comes from the reversed pair's upsampled
-    dense field (``coords``, original source pixels ``(x, y)``); the source pixels are sampled
-    there bilinearly with ``cv2.remap`` (needs ``pip install "semcorr[warp]"``). Returns a
-    :class:`~corr.outputs.WarpOutput` whose fields all have the target's size ``(H_t, W_t)``:
-    ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not valid), ``valid`` bool, ``coords``
-    ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the target pixel is on image content, its
-    source point inside the source image, and its confidence is at least ``min_confidence``
-    (when given).
-    """
+    """``pair``'s source warped into its target's frame through the reversed pair's
+    upsampled field (``cv2.remap``): the :class:`~corr.outputs.WarpOutput` that
+    :meth:`Pair.warp <corr.pair.Pair.warp>` documents."""
     _refuse_pixel_method(pair, "warp() uses the dense correspondence of grid cells")
     try:
         import cv2
@@ -146,16 +130,9 @@ def sparse_matches(
     max_matches: int | None = None,
     min_confidence: float | None = None,
 ) -> MatchOutput:
-    """Sparse matches on the image content of both images, for geometry estimation.
-
-    Every source cell on the image content is matched to its most similar target cell on the
-    image content (cosine similarity of the fused descriptors); with ``mutual=True`` only pairs
-    that are each other's nearest neighbour are kept. Sorted by confidence, most similar first,
-    cut to ``max_matches`` and to ``confidence >= min_confidence``. Returns a
-    :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the two cells'
-    centres in original source/target pixels, ``(M, 2)``, and ``confidence`` ``(M,)`` in
-    ``[-1, 1]``.
-    """
+    """Nearest-neighbour (``mutual``: mutual) matches between the content cells of ``pair``'s
+    images, most similar first: the :class:`~corr.outputs.MatchOutput` that
+    :meth:`Pair.match_sparse <corr.pair.Pair.match_sparse>` documents."""
     if max_matches is not None and max_matches < 1:
         raise ValueError(f"max_matches must be a positive number, got {max_matches}")
     frame = pair.matcher.frame

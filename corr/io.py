@@ -211,7 +211,8 @@ STALE_TMP_SECONDS = 3600
 _TMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]*)-(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name as it appears in temporary file names (letters, digits, _ and -)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
 
 
@@ -229,7 +230,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp", dir=path.parent
+            prefix=f".{path.name}.{host_name()}-{os.getpid()}.", suffix=".tmp", dir=path.parent
         )
     except OSError as err:
         raise WriteError(path, err) from None
@@ -266,7 +267,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) 
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    host, now = _host(), time.time()
+    host, now = host_name(), time.time()
     removed, freed = 0, 0
     walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
     for dirpath, _, names in walk:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .alignment import FLIP_DISTANCES
 from .cache import FeatureCache, image_key
 from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
@@ -37,7 +38,7 @@ from .io import ImageLike, load_image
 from .matching import METHODS, WINDOW_MODES
 from .outputs import DenseOutput, MatchOutput, WarpOutput
 from .pair import Pair
-from .protocols import Protocol, extractor_knobs, get_protocol
+from .protocols import UNSET, Protocol, extractor_knobs, get_protocol, resolve_knobs
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "sd21-dino": ("sd21", "dinov2_vitb14"),
     "tiny": ("sd-tiny", "dinov2-tiny"),
 }
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = _Unset()  # "not given": pca_dim=None is a real value (no PCA)
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -143,7 +136,7 @@ class Matcher(nn.Module):
         window: int | None = None,
         temperature: float | None = None,
         window_mode: str | None = None,
-        pca_dim: int | None | _Unset = UNSET,
+        pca_dim: int | None = UNSET,
         fusion: str | None = None,
         pca_method: str | None = None,
         exclude_padding: bool | None = None,
@@ -184,14 +177,7 @@ class Matcher(nn.Module):
             "flip_distance": flip_distance,
             "resize": resize,
         }
-        knobs = dict(self.protocol.matcher)
-        self.overrides: dict[str, Any] = {}
-        for name, value in given.items():
-            if value is UNSET or (value is None and name != "pca_dim"):
-                continue
-            if value != knobs[name]:
-                self.overrides[name] = value
-            knobs[name] = value
+        knobs, self.overrides = resolve_knobs(self.protocol, given)
         specs = (
             list(PRESETS[extractors])
             if isinstance(extractors, str) and extractors in PRESETS
@@ -259,14 +245,17 @@ class Matcher(nn.Module):
                 f"window must be >= 0 and temperature > 0, got window={self.window}, "
                 f"temperature={self.temperature}"
             )
-        _check_choice("method", self.method, METHODS)
-        _check_choice("window_mode", self.window_mode, WINDOW_MODES)
-        _check_choice("fusion", self.fusion, ("copca", "concat"))
-        _check_choice("pca_method", self.pca_method, ("eigh", "lowrank"))
-        _check_choice("arithmetic", self.arithmetic, ("exact", "float32"))
-        _check_choice("mirror", self.mirror, ("pixel", "letterbox"))
-        _check_choice("flip_distance", self.flip_distance, ("corr", "reference"))
-        _check_choice("resize", self.resize, RESIZE_MODES)
+        for name, choices in (
+            ("method", METHODS),
+            ("window_mode", WINDOW_MODES),
+            ("fusion", ("copca", "concat")),
+            ("pca_method", ("eigh", "lowrank")),
+            ("arithmetic", ("exact", "float32")),
+            ("mirror", ("pixel", "letterbox")),
+            ("flip_distance", FLIP_DISTANCES),
+            ("resize", RESIZE_MODES),
+        ):
+            _check_choice(name, getattr(self, name), choices)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -481,26 +470,14 @@ class Matcher(nn.Module):
         tgt_visible: np.ndarray | None = None,
         return_tensors: str = "np",
     ) -> MatchOutput:
-        """Transfer ``points`` (``(N, 2)`` source pixels; NaN rows = invisible) to the target.
-
-        ``points`` may be a list, a numpy array or a torch tensor (on any device).
-        ``return_tensors="pt"`` gives torch tensors on :attr:`device` instead of numpy arrays.
-
-        Without ``points``, every source grid cell on the image content is matched.
-        ``category`` fills a ``{category}`` SD prompt; give ``(src_category, tgt_category)``
-        when the two images differ (e.g. two species). With
-        ``flip=True`` the mirrored source is tried too (docs/protocol.md §6): ``flip_pairs``
-        gives the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)``
-        permutation; ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)``
-        foreground masks) switch the decision to the masked distance. When the mirrored source
-        wins, point ``i`` takes the match of its twin's mirrored position only where ``i`` and
-        its twin are visible (not NaN) in the source and, if ``tgt_visible`` (``(N,)`` bool) is
-        given, in the target too; elsewhere it keeps its plain match. Returns a
-        :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``, ``confidence`` and,
-        with ``flip``, a ``flip`` dict (``flipped``, ``distance``, ``distance_flipped``,
-        ``replaced`` (K,) bool, ``masked``, ``keypoints1_plain``: the unaligned predictions).
-        Same as ``self.pair(src, tgt, category).match(points, ...)``.
-        """
+        """Transfer ``points`` (``(N, 2)`` source pixels ``(x, y)``; NaN rows = invisible; a
+        list, array or tensor) from ``src`` to ``tgt``; ``None``: every source cell on image
+        content. ``category`` fills a ``{category}`` SD prompt (``(src, tgt)`` categories when
+        they differ); ``flip=True`` with ``flip_pairs`` (and optional masks, ``tgt_visible``)
+        adds flip alignment (docs/protocol.md §6). Returns a :class:`~corr.outputs.MatchOutput`
+        (``keypoints0``, ``keypoints1``, ``confidence`` and, with ``flip``, a ``flip`` dict).
+        Same as ``self.pair(src, tgt, category).match(points, ...)``: see
+        :meth:`Pair.match <corr.pair.Pair.match>` for every argument and field."""
         return self.pair(src, tgt, category).match(
             points,
             flip=flip,
@@ -520,17 +497,10 @@ class Matcher(nn.Module):
         upsample: bool = False,
         return_tensors: str = "np",
     ) -> DenseOutput:
-        """Match every source grid cell; returns a :class:`~corr.outputs.DenseOutput`.
-
-        ``points0`` ``(g, g, 2)``: source cell centres (original source pixels); ``coords1``:
-        the matched target points (absolute original target pixels); ``flow = coords1 -
-        points0``; ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies
-        on image content. With ``upsample=True`` every field has the source image's size
-        ``(H, W)``: ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated
-        bilinearly between cell centres (held constant beyond the outermost centres, so the
-        outer half cell of the image takes its edge cell's match), ``valid`` from the nearest
-        cell. Same as ``self.pair(src, tgt, category).dense(...)``.
-        """
+        """Match every source grid cell (``upsample=True``: every source pixel); returns a
+        :class:`~corr.outputs.DenseOutput` (``points0``, ``coords1``, ``flow``, ``confidence``,
+        ``valid``) in original pixels. Same as ``self.pair(src, tgt, category).dense(...)``: see
+        :meth:`Pair.dense <corr.pair.Pair.dense>`."""
         return self.pair(src, tgt, category).dense(upsample=upsample, return_tensors=return_tensors)
 
     def warp(
@@ -542,17 +512,10 @@ class Matcher(nn.Module):
         min_confidence: float | None = None,
         return_tensors: str = "np",
     ) -> WarpOutput:
-        """The source image warped into the target's frame through the dense correspondence.
-
-        For every target pixel the matched source point comes from ``dense(tgt, src,
-        upsample=True)`` (``coords``, original source pixels ``(x, y)``); the source pixels are
-        sampled there bilinearly with ``cv2.remap`` (needs ``pip install "semcorr[warp]"``).
-        Returns a :class:`~corr.outputs.WarpOutput` whose fields all have the target's size
-        ``(H_t, W_t)``: ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not valid), ``valid``
-        bool, ``coords`` ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the target pixel is
-        on image content, its source point inside the source image, and its confidence is at
-        least ``min_confidence`` (when given). Same as ``self.pair(src, tgt).warp(...)``.
-        """
+        """The source image warped into the target's frame through the dense correspondence
+        (``pip install "semcorr[warp]"``); returns a :class:`~corr.outputs.WarpOutput` of the
+        target's size. Same as ``self.pair(src, tgt, category).warp(...)``: see
+        :meth:`Pair.warp <corr.pair.Pair.warp>`."""
         return self.pair(src, tgt, category).warp(
             min_confidence=min_confidence, return_tensors=return_tensors
         )
@@ -568,68 +531,14 @@ class Matcher(nn.Module):
         category: str | tuple[str | None, str | None] | None = None,
         return_tensors: str = "np",
     ) -> MatchOutput:
-        """Sparse matches on the image content of both images, for geometry estimation.
-
-        Every source cell on the image content is matched to its most similar target cell on
-        the image content (cosine similarity of the fused descriptors); with ``mutual=True``
-        only pairs that are each other's nearest neighbour are kept. Sorted by confidence,
-        most similar first, cut to ``max_matches`` and to ``confidence >= min_confidence``.
-        Returns a :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the
-        two cells' centres in original source/target pixels, ``(M, 2)``, and ``confidence``
-        ``(M,)`` in ``[-1, 1]``. Same as ``self.pair(src, tgt, category).match_sparse(...)``.
-        """
+        """Mutual nearest-neighbour matches between the cells on image content of both images,
+        most similar first, for geometry estimation; returns a
+        :class:`~corr.outputs.MatchOutput`. Same as ``self.pair(src, tgt,
+        category).match_sparse(...)``: see :meth:`Pair.match_sparse
+        <corr.pair.Pair.match_sparse>`."""
         return self.pair(src, tgt, category).match_sparse(
             mutual=mutual,
             max_matches=max_matches,
             min_confidence=min_confidence,
             return_tensors=return_tensors,
         )
-
-
-_MATCHERS: dict[str, Matcher] = {}
-_CALL_OPTIONS = (
-    "category",
-    "flip",
-    "flip_pairs",
-    "src_mask",
-    "tgt_mask",
-    "tgt_visible",
-    "return_tensors",
-)
-
-
-def match(
-    src: ImageLike,
-    tgt: ImageLike,
-    points: np.ndarray | Sequence[Sequence[float]] | None = None,
-    **options: Any,
-) -> MatchOutput:
-    """Transfer ``points`` from ``src`` to ``tgt`` in one call.
-
-    ``src``/``tgt``: paths, PIL images, ``(H, W, 3)`` arrays or ``(3, H, W)`` tensors;
-    ``points``: ``(N, 2)`` source pixels ``(x, y)`` (``None``: every source grid cell). Options
-    are those of :class:`Matcher` (``extractors``, ``fuse``, ``method``, ...) and of
-    :meth:`Matcher.match` (``flip``, ``flip_pairs``, ``category``, masks). The matcher built for
-    a given set of options is kept in this module, so repeated calls don't reload the models;
-    it holds its models (and their GPU memory) until :func:`clear_cache` or the end of the
-    process. Returns a :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``
-    ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``.
-    """
-    call = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
-    key = repr(sorted(options.items(), key=lambda kv: kv[0]))
-    matcher = _MATCHERS.get(key)
-    if matcher is None:
-        _MATCHERS.clear()  # keep one set of models in memory
-        matcher = _MATCHERS[key] = Matcher(**options)
-    return matcher.match(src, tgt, points, **call)
-
-
-def clear_cache() -> None:
-    """Drop the matcher :func:`match` keeps between calls, and free the memory it held
-    (the CUDA caching allocator's too)."""
-    had = bool(_MATCHERS)
-    _MATCHERS.clear()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if had:
-        logger.info("corr.match: cached matcher released")

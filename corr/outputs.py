@@ -16,8 +16,9 @@ import torch
 Array = np.ndarray | torch.Tensor
 
 
-class _Output(Mapping):
-    """Mapping view of a dataclass: the fields whose value is not ``None``."""
+class BaseOutput(Mapping):
+    """Base of the result containers (as diffusers' ``BaseOutput``): a dataclass that reads like
+    a mapping of the fields whose value is not ``None``."""
 
     def __getitem__(self, key: str) -> Any:
         if not isinstance(key, str):
@@ -48,7 +49,7 @@ class _Output(Mapping):
 
 
 @dataclass
-class MatchOutput(_Output):
+class MatchOutput(BaseOutput):
     """Matches between a source and a target image (LoFTR / kornia keys).
 
     - ``keypoints0`` ``(N, 2)``: source points ``(x, y)`` in original source pixels;
@@ -70,7 +71,7 @@ class MatchOutput(_Output):
 
 
 @dataclass
-class DenseOutput(_Output):
+class DenseOutput(BaseOutput):
     """Dense correspondence of every source cell (or pixel, when upsampled).
 
     - ``points0`` ``(h, w, 2)``: the source positions, original source pixels;
@@ -93,7 +94,7 @@ class DenseOutput(_Output):
 
 
 @dataclass
-class WarpOutput(_Output):
+class WarpOutput(BaseOutput):
     """The source image warped into the target's frame (:meth:`Matcher.warp`).
 
     Every field has the *target* image's size ``(H_t, W_t)``; pixel ``[y, x]`` is target pixel
@@ -119,7 +120,7 @@ class WarpOutput(_Output):
     confidence: Array
 
 
-def to_torch(out: _Output, device: torch.device) -> _Output:
+def to_torch(out: BaseOutput, device: torch.device) -> BaseOutput:
     """The same output with every numpy array as a torch tensor on ``device`` (float32; bool
     stays bool)."""
 

@@ -212,8 +212,24 @@ class Pair:
         tgt_visible: np.ndarray | None = None,
         return_tensors: str = "np",
     ) -> MatchOutput:
-        """Transfer ``points`` to the target; the same arguments and result as
-        :meth:`Matcher.match <corr.Matcher.match>` (which calls this), without the images."""
+        """Transfer ``points`` (``(N, 2)`` source pixels ``(x, y)``; NaN rows = invisible) to
+        the target.
+
+        ``points`` may be a list, a numpy array or a torch tensor (on any device); without
+        them, every source grid cell on the image content is matched. ``return_tensors="pt"``
+        gives torch tensors on the matcher's device instead of numpy arrays. With
+        ``flip=True`` the mirrored source is tried too (docs/protocol.md §6): ``flip_pairs``
+        gives the left/right twins among the points (pairs ``(i, j)``, or a ``(N,)``
+        permutation; ``[]`` when none has a twin); ``src_mask``/``tgt_mask`` (``(H, W)``
+        foreground masks) switch the decision to the masked distance. When the mirrored source
+        wins, point ``i`` takes the match of its twin's mirrored position only where ``i`` and
+        its twin are visible (not NaN) in the source and, if ``tgt_visible`` (``(N,)`` bool) is
+        given, in the target too; elsewhere it keeps its plain match. Returns a
+        :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1`` (original target
+        pixels), ``confidence`` (cosine similarity of the matched cell, in ``[-1, 1]``) and,
+        with ``flip``, a ``flip`` dict (``flipped``, ``distance``, ``distance_flipped``,
+        ``replaced`` (K,) bool, ``masked``, ``keypoints1_plain``: the unaligned predictions).
+        """
         _check_return_tensors(return_tensors)
         if points is None and flip:
             raise ValueError(
@@ -286,7 +302,17 @@ class Pair:
         return grid_to_image(sim, tgt_frame)
 
     def dense(self, *, upsample: bool = False, return_tensors: str = "np") -> DenseOutput:
-        """Match every source grid cell; see :meth:`Matcher.dense <corr.Matcher.dense>`."""
+        """Match every source grid cell; returns a :class:`~corr.outputs.DenseOutput`.
+
+        ``points0`` ``(g, g, 2)``: source cell centres (original source pixels); ``coords1``:
+        the matched target points (absolute original target pixels); ``flow = coords1 -
+        points0``; ``confidence`` ``(g, g)``; ``valid`` ``(g, g)`` bool: the source cell lies
+        on image content. With ``upsample=True`` every field has the source image's size
+        ``(H, W)``: ``points0[y, x] = (x, y)``, ``coords1`` and ``confidence`` interpolated
+        bilinearly between cell centres (held constant beyond the outermost centres, so the
+        outer half cell of the image takes its edge cell's match), ``valid`` from the nearest
+        cell.
+        """
         _check_return_tensors(return_tensors)
         out = dense_field(self, upsample=upsample)
         return to_torch(out, self.matcher.device) if return_tensors == "pt" else out
@@ -294,8 +320,17 @@ class Pair:
     def warp(
         self, *, min_confidence: float | None = None, return_tensors: str = "np"
     ) -> WarpOutput:
-        """The source warped into the target's frame; see :meth:`Matcher.warp
-        <corr.Matcher.warp>`."""
+        """The source image warped into the target's frame through the dense correspondence.
+
+        For every target pixel the matched source point comes from the reversed pair's
+        upsampled dense field (``coords``, original source pixels ``(x, y)``); the source pixels
+        are sampled there bilinearly with ``cv2.remap`` (needs ``pip install
+        "semcorr[warp]"``). Returns a :class:`~corr.outputs.WarpOutput` whose fields all have
+        the target's size ``(H_t, W_t)``: ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not
+        valid), ``valid`` bool, ``coords`` ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the
+        target pixel is on image content, its source point inside the source image, and its
+        confidence is at least ``min_confidence`` (when given).
+        """
         _check_return_tensors(return_tensors)
         out = warp_source(self, min_confidence=min_confidence)
         return to_torch(out, self.matcher.device) if return_tensors == "pt" else out
@@ -308,8 +343,16 @@ class Pair:
         min_confidence: float | None = None,
         return_tensors: str = "np",
     ) -> MatchOutput:
-        """Sparse matches on the content of both images; see :meth:`Matcher.match_sparse
-        <corr.Matcher.match_sparse>`."""
+        """Sparse matches on the image content of both images, for geometry estimation.
+
+        Every source cell on the image content is matched to its most similar target cell on
+        the image content (cosine similarity of the fused descriptors); with ``mutual=True``
+        only pairs that are each other's nearest neighbour are kept. Sorted by confidence,
+        most similar first, cut to ``max_matches`` and to ``confidence >= min_confidence``.
+        Returns a :class:`~corr.outputs.MatchOutput` with ``keypoints0``/``keypoints1`` the
+        two cells' centres in original source/target pixels, ``(M, 2)``, and ``confidence``
+        ``(M,)`` in ``[-1, 1]``.
+        """
         _check_return_tensors(return_tensors)
         out = sparse_matches(
             self, mutual=mutual, max_matches=max_matches, min_confidence=min_confidence

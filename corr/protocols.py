@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "MATCHER_KNOBS"]
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "MATCHER_KNOBS", "UNSET", "resolve_knobs"]
 
 #: Matcher keyword arguments that a protocol sets (and a user may override one by one).
 MATCHER_KNOBS = (
@@ -203,3 +203,34 @@ def extractor_knobs(protocol: Protocol, spec: str) -> dict[str, Any]:
     if spec.startswith("dinov2_"):
         return dict(protocol.dino)
     return {}
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: "not given" for a knob whose ``None`` is a real value (``pca_dim=None``: no PCA)
+UNSET: Any = _Unset()
+
+
+def resolve_knobs(
+    protocol: Protocol, given: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The matcher knobs of ``protocol`` with the ones ``given`` explicitly put over them.
+
+    A knob is not given when its value is ``None`` (or :data:`UNSET` for ``pca_dim``, where
+    ``None`` means no PCA). Returns every knob's value and the overrides: the given knobs
+    whose value differs from the protocol's (a run records them)."""
+    unknown = sorted(set(given) - set(MATCHER_KNOBS))
+    if unknown:
+        raise ValueError(f"unknown matcher knobs {unknown}; known: {', '.join(MATCHER_KNOBS)}")
+    knobs = dict(protocol.matcher)
+    overrides: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is UNSET or (value is None and name != "pca_dim"):
+            continue
+        if value != knobs[name]:
+            overrides[name] = value
+        knobs[name] = value
+    return knobs, overrides

@@ -165,10 +165,25 @@ def test_unavailable_devices_are_refused_by_name(monkeypatch):
 
 
 def test_clear_cache_releases_the_hidden_matcher(monkeypatch):
-    from corr import matcher as pipeline
+    import gc
+    import weakref
 
-    img = _image()
-    corr.match(img, img, [[10.0, 20.0]], extractors=[_ext()], device="cpu")
-    assert len(pipeline._MATCHERS) == 1
+    from corr import api
+
+    built = []
+
+    class Counted(corr.Matcher):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            built.append(weakref.ref(self))
+
+    monkeypatch.setattr(api, "Matcher", Counted)
+    img, ext = _image(), _ext()
+    corr.match(img, img, [[10.0, 20.0]], extractors=[ext], device="cpu")
+    corr.match(img, img, [[5.0, 5.0]], extractors=[ext], device="cpu")
+    assert len(built) == 1 and built[0]() is not None  # kept between calls with one set of options
     corr.clear_cache()
-    assert pipeline._MATCHERS == {}
+    gc.collect()
+    assert built[0]() is None  # released
+    corr.match(img, img, [[10.0, 20.0]], extractors=[ext], device="cpu")
+    assert len(built) == 2

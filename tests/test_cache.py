@@ -15,7 +15,7 @@ CFG = {"class": "X", "model": "m"}
 
 
 def _entry(cache: FeatureCache, ikey: str):
-    return cache._path(config_key(CFG), ikey)
+    return cache.entry_path(config_key(CFG), ikey)
 
 
 def test_entries_record_what_made_them_and_are_verified(tmp_path, caplog):

