@@ -190,7 +190,7 @@ class _Out:
             raise UnsafeArchiveError(
                 f"{archive}: once unpacked, these links lead outside the target folder through "
                 f"the archive's other links: {', '.join(bad[:5])}{more}; refusing to unpack "
-                "this archive"
+                "this archive (not the published one? download the published archive)"
             )
 
 

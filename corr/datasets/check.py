@@ -89,7 +89,10 @@ class CheckReport:
         lines = [f"{self.title} at {self.root}"]
         if self.outside:
             lines.append(f"  outside the data set folder ({len(self.outside):,}):")
-            lines += [f"    {p}: {why}" for p, why in self.outside[:_SHOW]]
+            lines += [
+                f"    {why}" if why.startswith(str(p)) else f"    {p}: {why}"
+                for p, why in self.outside[:_SHOW]
+            ]
             if len(self.outside) > _SHOW:
                 lines.append(f"    ... and {len(self.outside) - _SHOW:,} more")
         if self.not_checked:
