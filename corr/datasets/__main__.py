@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     c = sub.add_parser(
         "check",
-        help="validate a data set folder: layout, annotations, images, pair counts",
+        help="validate a data set folder: layout, annotations, images, pair counts, files outside",
         description="Report missing images, unreadable annotations and the pair count per split "
-        "against the published counts. Exit status 0: all good, 1: problems found.",
+        "against the published counts, and every name in a data file or symbolic link that leads "
+        "outside the folder (nothing is read through such a link). Exit status 0: all good, 1: "
+        "problems found.",
     )
     c.add_argument("dataset", choices=NAMES)
     c.add_argument("--root", required=True, help="the data set folder, e.g. data/SPair-71k")
