@@ -143,12 +143,12 @@ def load_reference_checkpoint(
     pickle that would run code raises :class:`corr.weights.UnsafeWeightsError`.
     """
     path = Path(path)
-    _require_file(path, "GeoAware-SC checkpoint")
     if path.suffix.lower() not in _PICKLE_SUFFIXES:
         raise WeightsFileError(
             f"{path}: a GeoAware-SC checkpoint is a .pth/.PTH state dict; for our .safetensors "
             "adapters use corr.adapters.load_adapter"
         )
+    _require_file(path, "GeoAware-SC checkpoint")
     sd = _read_pickle_state_dict(path)
     module = AggregationNetwork(config if config is not None else AdapterConfig())
     apply_reference_weights(module, sd, source=str(path))

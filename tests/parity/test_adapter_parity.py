@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from corr.adapters import AdapterConfig, AggregationNetwork, apply_reference_weights
-from corr.adapters.inputs import normalize_descriptor
+from corr.adapters.inputs import adapter_groups, adapter_input, normalize_descriptor
 
 
 def fill(keys_shapes, seed: int) -> dict[str, torch.Tensor]:
@@ -128,3 +128,15 @@ def test_loading_rule_matches_load_pretrained_weights(golden):
         )
         assert copied == case["copied_keys"], name
         assert kept == case["kept_keys"], name
+
+
+def test_adapter_input_matches_prepare_feature_paths_and_load(golden):
+    data = golden("adapter_input.json")
+    gen = torch.Generator().manual_seed(data["seed"])
+    sd = {n: torch.randn(data["shapes"][n], generator=gen) for n in ("sd8", "sd5", "sd2")}
+    dino = {"dino": torch.randn(data["shapes"]["dino"], generator=gen)}
+    x = adapter_input([sd, dino])
+    assert tuple(x.shape) == (18, data["grid"], data["grid"])
+    assert adapter_groups([sd, dino]) == [("sd8", 6), ("sd5", 5), ("sd2", 4), ("dino", 3)]
+    cells = x.reshape(x.shape[0], -1).T
+    torch.testing.assert_close(cells, torch.tensor(data["input"]), atol=1e-6, rtol=1e-6)
