@@ -4,7 +4,9 @@ Each function reads a pair's fused descriptors and matching frames and returns i
 original pixels: :func:`dense_field` (every source cell, or every source pixel, matched),
 :func:`warp_source` (the source resampled into the target's frame through the field of the
 reversed pair) and :func:`sparse_matches` (mutual nearest neighbours on image content, for
-geometry estimation). ``Pair.dense``, ``Pair.warp`` and ``Pair.match_sparse`` call them.
+geometry estimation) and :func:`shared_points` (source points worth matching, when none are
+given). ``Pair.dense``, ``Pair.warp``, ``Pair.match_sparse`` and ``Pair.suggest_points`` call
+them.
 """
 
 from __future__ import annotations
@@ -168,3 +170,86 @@ def sparse_matches(
         keypoints1=clip_to_image(centres(tgt_cells, lb_t), ft.width, ft.height),
         confidence=np.clip(sim[rows].cpu().numpy().astype(np.float64), -1.0, 1.0),
     )
+
+
+def _erode(mask: np.ndarray, r: int) -> np.ndarray:
+    """Shrink a bool grid mask by ``r`` cells (cells within ``r`` of a False cell or the edge)."""
+    out = mask.copy()
+    h, w = mask.shape
+    padded = np.zeros((h + 2 * r, w + 2 * r), dtype=bool)
+    padded[r : r + h, r : r + w] = mask
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            out &= padded[r + dy : r + dy + h, r + dx : r + dx + w]
+    return out
+
+
+def _most_distinctive(rows: torch.Tensor, keep: float) -> torch.Tensor:
+    """Bool mask of the rows (unit vectors) farthest from their mean direction: the most
+    distinctive ``keep`` fraction, a cheap foreground proxy (the background usually covers most
+    of a photo, so the mean feature looks like background)."""
+    mean = rows.mean(0)
+    dist = 1 - rows @ (mean / mean.norm().clamp_min(1e-8))
+    k = max(1, int(round(keep * len(rows))))
+    thresh = torch.topk(dist, k).values[-1]
+    return dist >= thresh
+
+
+def shared_points(
+    pair: Pair, n: int = 24, border: float = 0.05, keep: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` source points likely to lie on the object the two photos share.
+
+    There is no segmenter, so foreground is approximated on the pair's fused descriptors:
+
+    1. candidate cells: image content only, minus a margin of ``border`` x grid cells along
+       the image edges (edge cells of two photos look alike to the networks, which see the
+       padding there);
+    2. of those, the ``keep`` fraction (a quarter) of each image whose descriptors are
+       farthest from that image's mean descriptor (the background usually dominates a photo,
+       so the mean looks like background);
+    3. source cells that are **mutual nearest neighbours** with a target candidate, ranked by
+       cosine similarity, spread by greedy non-maximum suppression (at least 8% of the grid
+       apart); if fewer than ``n`` survive, the most similar non-mutual candidates fill up.
+
+    A heuristic: with the MobileNetV2 stand-in on minireal's 37 non-mirror pairs, 43% of the
+    chosen points fall inside the source's annotated box, against 29% for points spread
+    uniformly. Returns the points (cell centres, original source pixels, ``(K, 2)``) and a
+    ``(K,)`` bool array saying which came from mutual matches.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    ds, dt = pair.descriptors
+    (fs, _), (lb_s, lb_t) = pair.features, pair.frames
+    g = ds.shape[-1]
+    margin = max(1, round(border * g))
+    ms = torch.from_numpy(_erode(content_mask(lb_s, g), margin)).reshape(-1)
+    mt = torch.from_numpy(_erode(content_mask(lb_t, g), margin)).reshape(-1)
+    if int(ms.sum()) < 2 or int(mt.sum()) < 2:  # tiny grids: all content cells
+        ms = torch.from_numpy(content_mask(lb_s, g)).reshape(-1)
+        mt = torch.from_numpy(content_mask(lb_t, g)).reshape(-1)
+    with torch.no_grad():
+        a = ds.reshape(ds.shape[0], -1).T.cpu()
+        b = dt.reshape(dt.shape[0], -1).T.cpu()
+        a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        cells_s = torch.nonzero(ms).reshape(-1)
+        cells_t = torch.nonzero(mt).reshape(-1)
+        cells_s = cells_s[_most_distinctive(a[cells_s], keep)]
+        cells_t = cells_t[_most_distinctive(b[cells_t], keep)]
+        _, sim = nearest_neighbours(a[cells_s], b[cells_t])
+        mutual = mutual_nearest_neighbours(a[cells_s], b[cells_t]).numpy()
+    sim = sim.numpy()
+    cells = cells_s.numpy()
+    xy = np.stack([cells % g, cells // g], axis=1)
+    radius = max(1.0, 0.08 * g)
+    chosen: list[int] = []
+    for pool in (np.flatnonzero(mutual), np.flatnonzero(~mutual)):
+        for i in pool[np.argsort(-sim[pool], kind="stable")]:
+            if len(chosen) >= n:
+                break
+            if all(np.hypot(*(xy[i] - xy[j])) >= radius for j in chosen):
+                chosen.append(int(i))
+    idx = np.asarray(chosen, dtype=np.int64)
+    pts = lb_s.from_letterbox(grid_to_letterbox(xy[idx], pair.matcher.frame, g))
+    return clip_to_image(pts, fs.width, fs.height), mutual[idx]

@@ -27,7 +27,7 @@ from .alignment import (
     mirrored_source_wins,
     replace_where_aligned,
 )
-from .dense import dense_field, sparse_matches, warp_source
+from .dense import dense_field, shared_points, sparse_matches, warp_source
 from .geometry import (
     clip_to_image,
     content_mask,
@@ -358,6 +358,13 @@ class Pair:
             self, mutual=mutual, max_matches=max_matches, min_confidence=min_confidence
         )
         return to_torch(out, self.matcher.device) if return_tensors == "pt" else out
+
+    def suggest_points(self, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` source points likely on the object both images show, spread over it
+        (mutual nearest neighbours among each image's most distinctive cells; a heuristic,
+        see :func:`corr.dense.shared_points`). Returns ``(K, 2)`` original source pixels and a
+        ``(K,)`` bool: the point's cell and its match are mutual nearest neighbours."""
+        return shared_points(self, n)
 
     # ------------------------------------------------------------------ helpers
     def _grid_points(self) -> np.ndarray:

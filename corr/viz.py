@@ -26,12 +26,14 @@ from .io import atomic_write_bytes
 
 __all__ = [
     "joint_pca_rgb",
+    "label_offsets",
     "new_figure",
     "plot_correspondences",
     "plot_feature_views",
     "point_colors",
     "readable_by_others",
     "save_figure",
+    "warp_picture",
 ]
 
 
@@ -96,6 +98,62 @@ def _fit_height(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
     return out, new_w / w
 
 
+#: where a point's label may go, in figure pixels from the point (right/left, up/down)
+_LABEL_SLOTS = ((5, -5), (5, 5), (-5, -5), (-5, 5), (9, 0), (-9, 0), (0, -11), (0, 11))
+
+
+def label_offsets(
+    points: np.ndarray, texts: Sequence[str], char_px: float = 6.5, height_px: float = 12.0
+) -> list[tuple[float, float]]:
+    """Offsets ``(dx, dy)`` in figure pixels (y down) for each point's label, chosen greedily so
+    that labels cover neither each other nor other points: each label takes the first of eight
+    slots around its point with the least overlap with the labels already placed and the
+    markers. ``points`` ``(N, 2)`` figure pixels (NaN rows skipped); a label of ``k``
+    characters is ``k * char_px + 4`` wide and ``height_px`` high, beside its slot."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    boxes: list[tuple[float, float, float, float]] = []
+    markers = [(x - 4, y - 4, x + 4, y + 4) for x, y in pts if np.isfinite([x, y]).all()]
+
+    def overlap(a, b) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return max(w, 0.0) * max(h, 0.0)
+
+    out = []
+    for (x, y), text in zip(pts, texts, strict=True):
+        if not np.isfinite([x, y]).all():
+            out.append(_LABEL_SLOTS[0])
+            continue
+        w = len(text) * char_px + 4
+        best, best_cost = None, None
+        for dx, dy in _LABEL_SLOTS:
+            x0 = x + dx if dx >= 0 else x + dx - w
+            if dx == 0:
+                x0 = x - w / 2
+            y0 = y + dy if dy > 0 else y + dy - height_px
+            if dy == 0:
+                y0 = y - height_px / 2
+            box = (x0, y0, x0 + w, y0 + height_px)
+            own = (x - 4, y - 4, x + 4, y + 4)
+            cost = sum(overlap(box, b) for b in boxes) + sum(
+                overlap(box, m) for m in markers if m != own
+            )
+            if best_cost is None or cost < best_cost - 1e-9:
+                best, best_cost = ((dx, dy), box), cost
+        boxes.append(best[1])
+        out.append(best[0])
+    return out
+
+
+def warp_picture(warped: np.ndarray, valid: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """A warp to look at: the warped source (``Pair.warp``'s ``warped``) where ``valid``, and
+    elsewhere the target greyed out (its luminance, faded halfway to light grey).
+    ``(H_t, W_t, 3)`` uint8."""
+    grey = tgt.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    faded = np.round(0.5 * grey + 0.5 * 200).astype(np.uint8)
+    return np.where(valid[..., None], warped, faded[..., None])
+
+
 def plot_correspondences(
     src: np.ndarray,
     tgt: np.ndarray,
@@ -157,12 +215,17 @@ def plot_correspondences(
     ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
     ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
     marker = max(5.0, height / 70)
+    shown = ~(np.isnan(p0).any(1) | np.isnan(p1).any(1))
+    where0 = np.where(shown[:, None], p0 * sa, np.nan)
+    where1 = np.where(shown[:, None], p1 * sb + [x_off, 0], np.nan)
+    # labels placed per image, away from each other and from the other points
+    offsets = [label_offsets(where0, labels), label_offsets(where1, labels)]
+    px_to_pt = 72 / dpi
     for i in range(n):
-        if np.isnan(p0[i]).any() or np.isnan(p1[i]).any():
+        if not shown[i]:
             continue
-        x0, y0 = p0[i] * sa
-        x1, y1 = p1[i] * sb
-        x1 += x_off
+        x0, y0 = where0[i]
+        x1, y1 = where1[i]
         c = colors[i]
         ax.plot([x0, x1], [y0, y1], "-", color=c, lw=1.2, alpha=0.8)
         if gt is not None and np.isfinite(gt[i]).all():
@@ -171,13 +234,16 @@ def plot_correspondences(
             ax.plot([x1, xg], [y1, yg], ":", color=c, lw=1.6)
             ax.plot(xg, yg, "o", ms=marker * 1.5, mfc="none", mec="white", mew=3.0)
             ax.plot(xg, yg, "o", ms=marker * 1.5, mfc="none", mec=c, mew=1.6)
-        for x, y in ((x0, y0), (x1, y1)):
+        for side, (x, y) in enumerate(((x0, y0), (x1, y1))):
             ax.plot(x, y, "o", ms=marker, mfc=c, mec="white", mew=1.2)
+            dx, dy = offsets[side][i]
             ax.annotate(
                 labels[i],
                 (x, y),
-                xytext=(4, -4),
+                xytext=(dx * px_to_pt, -dy * px_to_pt),
                 textcoords="offset points",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="top" if dy > 0 else "bottom" if dy < 0 else "center",
                 color="white",
                 fontsize=8,
                 fontweight="bold",

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python demos/keypoint_transfer.py                       # bundled tiger -> tiger, SD+DINO
+    python demos/keypoint_transfer.py                       # bundled tigers, SD+DINO
     python demos/keypoint_transfer.py SRC TGT --points "120,80;200,150" --out fig.png
     python demos/keypoint_transfer.py SRC TGT --points-file pts.json
     python demos/keypoint_transfer.py --extractor corr.contrib.mobilenet:mobilenetv2
@@ -17,24 +17,19 @@ points in **original image pixels**, the confidence of each match and the extrac
 Points
     ``--points "x,y;x,y"`` or ``--points-file F`` (JSON ``[[x, y], ...]`` or
     ``{"points": [[x, y], ...], "names": [...]}``; CSV/TXT with one ``x,y`` per line, ``#``
-    comments and a non-numeric header line allowed), ``(x, y)`` in source pixels. Without SRC
-    and TGT the bundled assets (``demos/assets``) are used, two different Amur tigers from ATRW
-    with the bundled ``points.json`` (the 15 annotated keypoints of the first tiger); the figure
-    then also draws each keypoint's label on the second tiger, the error of each prediction and
-    the PCK@0.10 of the pair. With SRC and TGT
-    but no points, ``--num-points`` points are chosen automatically (:func:`auto_points`).
-    There is no segmenter, so "foreground" is approximated on the pair's fused descriptors:
-    cells away from the image edges, among the quarter of each image whose descriptors are
-    farthest from that image's mean descriptor (the background usually dominates a photo),
-    that are **mutual nearest neighbours** between the two images, most similar first, kept
-    apart by non-maximum suppression so that they spread over the object. It is a heuristic:
-    with the MobileNetV2 features on the 37 non-mirror pairs of ``minireal``, 43% of the
-    chosen points fall inside the source's annotated box, against 29% for points spread
-    uniformly over the image (the boxes' mean area share).
+    comments and a non-numeric header line allowed; :mod:`corr.points`), ``(x, y)`` in source
+    pixels. Without SRC and TGT the bundled samples (:mod:`corr.samples`) are used: two
+    different Amur tigers from ATRW and the 15 labelled keypoints of the first; the figure then
+    also draws each keypoint's label on the second tiger, the error of each prediction and the
+    pair's PCK@0.10. ATRW gives no object box, so the PCK threshold is 0.1 x the longer side of
+    the tight box around the target's labelled keypoints (the figure says so). With SRC and TGT
+    but no points, ``--num-points`` points are chosen automatically
+    (:meth:`corr.Pair.suggest_points`: mutual nearest neighbours among each image's most
+    distinctive cells, spread over the object; a heuristic).
 
 Warp
     ``--warp PATH`` (``.png`` or ``.jpg``) also writes the source warped into the target's frame
-    through the dense correspondence (:meth:`corr.Matcher.warp`; needs OpenCV:
+    through the dense correspondence (:meth:`corr.Pair.warp`; needs OpenCV:
     ``pip install "semcorr[warp]"``): an image of the target's size in which target pixel
     ``(x, y)`` shows the source pixel matched to it. Pixels without a valid match (outside the
     source, or below ``--warp-min-confidence``) are greyed out: the target's own pixels, in
@@ -61,24 +56,16 @@ input files (nothing is written).
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib
 import io
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
-ASSETS = HERE / "assets"
-DEFAULT_SRC = ASSETS / "tiger_a.jpg"
-DEFAULT_TGT = ASSETS / "tiger_b.jpg"
-DEFAULT_POINTS = ASSETS / "points.json"
-ANNOTATIONS = ASSETS / "annotations.json"
 DEFAULT_OUT = HERE / "out" / "keypoint_transfer.png"
+DEFAULT_PAIR = ("tiger_a.jpg", "tiger_b.jpg")
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
 BACKBONES = {  # what a figure says about the features that made it
     MOBILENET: "ImageNet MobileNetV2 (a small stand-in that runs anywhere; NOT the SD+DINO "
@@ -95,240 +82,17 @@ COORD_NOTE = (
 )
 
 
-class UsageError(Exception):
-    """Bad arguments or input files: reported with exit code 2, nothing written."""
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing points
-# --------------------------------------------------------------------------------------------
-
-
-def parse_points(text: str, what: str = "--points") -> np.ndarray:
-    """``"x,y;x,y"`` -> ``(N, 2)`` float array; :class:`UsageError` naming ``what`` otherwise."""
-    pts = []
-    items = [s.strip() for s in text.strip().strip(";").split(";")]
-    if not items or items == [""]:
-        raise UsageError(f'{what}: no points given; expected "x,y;x,y", e.g. "120,80;200,150"')
-    for i, item in enumerate(items):
-        parts = [p.strip() for p in item.split(",")]
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            x, y = float(parts[0]), float(parts[1])
-        except ValueError:
-            raise UsageError(
-                f'{what}: point {i + 1} ({item!r}) is not "x,y"; expected "x,y;x,y" in source '
-                'pixels, e.g. "120,80;200,150"'
-            ) from None
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise UsageError(f"{what}: point {i + 1} ({item!r}) is not finite")
-        pts.append((x, y))
-    return np.asarray(pts, dtype=np.float64)
-
-
-def _as_points(data, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UsageError(f"{what}: points must be a list of [x, y] pairs of numbers") from None
-    if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
-        raise UsageError(
-            f"{what}: points must be a non-empty list of [x, y] pairs, got shape {arr.shape}"
-        )
-    if not np.isfinite(arr).all():
-        raise UsageError(f"{what}: points must be finite numbers")
-    return arr
-
-
-def load_points_file(path: str | Path) -> tuple[np.ndarray, list[str] | None]:
-    """Read a points file: JSON (``[[x, y], ...]`` or ``{"points": ..., "names": ...}``) or
-    CSV/TXT (``x,y`` per line). Returns ``(points (N, 2), names or None)``."""
-    path = Path(path)
-    what = f"--points-file {path}"
-    if not path.is_file():
-        raise UsageError(f"{what}: no such file")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{what}: invalid JSON ({err})") from None
-        names = None
-        if isinstance(data, dict):
-            if "points" not in data:
-                raise UsageError(f'{what}: a JSON object needs a "points" list of [x, y]')
-            names = data.get("names")
-            data = data["points"]
-        pts = _as_points(data, what)
-        if names is not None:
-            if not isinstance(names, list) or len(names) != len(pts):
-                raise UsageError(f'{what}: "names" must list one name per point ({len(pts)})')
-            names = [str(n) for n in names]
-        return pts, names
-    rows = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), 1):
-        cells = [c.strip() for c in row]
-        if not cells or not any(cells) or cells[0].startswith("#"):
-            continue
-        if len(cells) == 1:  # whitespace-separated "x y"
-            cells = cells[0].split()
-        try:
-            if len(cells) < 2:
-                raise ValueError
-            rows.append((float(cells[0]), float(cells[1])))
-        except ValueError:
-            if not rows and lineno == 1:
-                continue  # a header line such as "x,y"
-            raise UsageError(f"{what}: line {lineno} ({','.join(cells)!r}) is not 'x,y'") from None
-    return _as_points(rows, what), None
-
-
-# --------------------------------------------------------------------------------------------
-# Automatic points
-# --------------------------------------------------------------------------------------------
-
-
-def _erode(mask: np.ndarray, r: int) -> np.ndarray:
-    """Shrink a bool grid mask by ``r`` cells (cells within ``r`` of a False cell or the edge)."""
-    out = mask.copy()
-    h, w = mask.shape
-    padded = np.zeros((h + 2 * r, w + 2 * r), dtype=bool)
-    padded[r : r + h, r : r + w] = mask
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out &= padded[r + dy : r + dy + h, r + dx : r + dx + w]
-    return out
-
-
-def _most_distinctive(rows: torch.Tensor, keep: float) -> torch.Tensor:
-    """Bool mask of the rows (unit vectors) farthest from their mean direction: the most
-    distinctive ``keep`` fraction, a cheap foreground proxy (the background usually covers most
-    of a photo, so the mean feature looks like background)."""
-    mean = rows.mean(0)
-    dist = 1 - rows @ (mean / mean.norm().clamp_min(1e-8))
-    k = max(1, int(round(keep * len(rows))))
-    thresh = torch.topk(dist, k).values[-1]
-    return dist >= thresh
-
-
-def auto_points(
-    matcher,
-    src: np.ndarray,
-    tgt: np.ndarray,
-    n: int = 24,
-    border: float = 0.05,
-    keep: float = 0.25,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Choose up to ``n`` source points likely to lie on the object the two photos share.
-
-    There is no segmenter, so foreground is approximated on the fused descriptors of the pair:
-
-    1. candidate cells: image content only, minus a margin of ``border`` x grid cells along
-       the image edges (edge cells of two photos look alike to the networks, which see the
-       padding there);
-    2. of those, the ``keep`` fraction (a quarter) of each image whose descriptors are
-       farthest from that image's mean descriptor (the background usually dominates a photo,
-       so the mean looks like background);
-    3. source cells that are **mutual nearest neighbours** with a target candidate, ranked by
-       cosine similarity, spread by greedy non-maximum suppression (at least 8% of the grid
-       apart); if fewer than ``n`` survive, the most similar non-mutual candidates fill up.
-
-    Returns the points (cell centres, original source pixels) and a bool array saying which
-    came from mutual matches.
-    """
-    from corr.geometry import Letterbox, content_mask, grid_to_letterbox
-    from corr.matching import mutual_nearest_neighbours, nearest_neighbours
-
-    fs = matcher.features(src, name="src")
-    ft = matcher.features(tgt, name="tgt")
-    ds, dt = matcher.descriptors(fs, ft)
-    g = ds.shape[-1]
-    lb_s = Letterbox(fs.width, fs.height, matcher.frame)
-    lb_t = Letterbox(ft.width, ft.height, matcher.frame)
-    margin = max(1, round(border * g))
-    ms = torch.from_numpy(_erode(content_mask(lb_s, g), margin)).reshape(-1)
-    mt = torch.from_numpy(_erode(content_mask(lb_t, g), margin)).reshape(-1)
-    if int(ms.sum()) < 2 or int(mt.sum()) < 2:  # tiny grids: all content cells
-        ms = torch.from_numpy(content_mask(lb_s, g)).reshape(-1)
-        mt = torch.from_numpy(content_mask(lb_t, g)).reshape(-1)
-    a = ds.reshape(ds.shape[0], -1).T.cpu()
-    b = dt.reshape(dt.shape[0], -1).T.cpu()
-    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    cells_s = torch.nonzero(ms).reshape(-1)
-    cells_t = torch.nonzero(mt).reshape(-1)
-    cells_s = cells_s[_most_distinctive(a[cells_s], keep)]
-    cells_t = cells_t[_most_distinctive(b[cells_t], keep)]
-    _, sim = nearest_neighbours(a[cells_s], b[cells_t])
-    mutual = mutual_nearest_neighbours(a[cells_s], b[cells_t]).numpy()
-    sim = sim.numpy()
-    cells = cells_s.numpy()
-    xy = np.stack([cells % g, cells // g], axis=1)
-    radius = max(1.0, 0.08 * g)
-    chosen: list[int] = []
-    for pool in (np.flatnonzero(mutual), np.flatnonzero(~mutual)):
-        for i in pool[np.argsort(-sim[pool], kind="stable")]:
-            if len(chosen) >= n:
-                break
-            if all(np.hypot(*(xy[i] - xy[j])) >= radius for j in chosen):
-                chosen.append(int(i))
-    idx = np.asarray(chosen, dtype=np.int64)
-    pts = lb_s.from_letterbox(grid_to_letterbox(xy[idx], matcher.frame, g))
-    pts[:, 0] = pts[:, 0].clip(0, fs.width - 1)
-    pts[:, 1] = pts[:, 1].clip(0, fs.height - 1)
-    return pts, mutual[idx]
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-
-def load_builtin_extractors() -> None:
-    """Import the built-in SD / DINOv2 extractor modules so their names are registered."""
-    for module in ("corr.extractors.sd", "corr.extractors.dino"):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # pragma: no cover - reported later as an unknown extractor
-            pass
-
-
-def extractor_spec(names: Sequence[str]):
-    """``--extractor`` values -> what :class:`corr.Matcher` takes (a preset/name or a list)."""
-    return names[0] if len(names) == 1 else list(names)
-
-
-def _annotated_targets(src: Path, tgt: Path, names: list[str] | None):
-    """Annotated target keypoints for named points on the bundled assets (else None)."""
-    if names is None or not ANNOTATIONS.is_file():
-        return None
-    if src.resolve().parent != ASSETS or tgt.resolve().parent != ASSETS:
-        return None
-    ann = json.loads(ANNOTATIONS.read_text())["images"]
-    entry = ann.get(tgt.name)
-    if entry is None:
-        return None
-    kps = entry["keypoints"]
-    box = entry["bndbox"]
-    return [kps.get(n) for n in names], max(box[2] - box[0], box[3] - box[1])
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python demos/keypoint_transfer.py",
         description=(
             "Transfer keypoints from a source to a target image with corr.Matcher and draw them. "
-            "Without SRC/TGT: the bundled demos/assets photos and points."
+            "Without SRC/TGT: the bundled sample tigers and their labelled keypoints."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "src", nargs="?", metavar="SRC", help="source image (default: demos/assets/tiger_a.jpg)"
-    )
-    p.add_argument(
-        "tgt", nargs="?", metavar="TGT", help="target image (default: demos/assets/tiger_b.jpg)"
-    )
+    p.add_argument("src", nargs="?", metavar="SRC", help="source image (default: sample tiger_a)")
+    p.add_argument("tgt", nargs="?", metavar="TGT", help="target image (default: sample tiger_b)")
     pts = p.add_mutually_exclusive_group()
     pts.add_argument("--points", help='source points "x,y;x,y" in original source pixels')
     pts.add_argument(
@@ -383,23 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def warp_picture(warped: np.ndarray, valid: np.ndarray, tgt: np.ndarray) -> np.ndarray:
-    """The ``--warp`` image: the warped source where ``valid``, elsewhere the target greyed out
-    (its luminance, faded halfway to light grey). ``(H_t, W_t, 3)`` uint8."""
-    grey = tgt.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    faded = np.round(0.5 * grey + 0.5 * 200).astype(np.uint8)
-    return np.where(valid[..., None], warped, faded[..., None])
+def labelled_targets(names: list[str] | None, bundled: bool):
+    """The target's labels of the named points and the PCK box, for the bundled tigers: the
+    data set's object box, or (ATRW has none) the tight box of the target's labelled keypoints.
+    Returns ``(targets (N, 2) NaN where unlabelled, box side in px, how the box was made)``."""
+    from corr.samples import sample_keypoints
+
+    if names is None or not bundled:
+        return None
+    labels = sample_keypoints(DEFAULT_PAIR[1])
+    gt = np.array([labels.point(n) if n in labels.names else [np.nan] * 2 for n in names], float)
+    gt = np.where(np.isfinite(gt), gt, np.nan)
+    if labels.box is not None:
+        x0, y0, x1, y1 = labels.box
+        return gt, max(x1 - x0, y1 - y0), "the target's object box"
+    known = labels.points[np.isfinite(labels.points).all(1)]
+    side = float(max(np.ptp(known[:, 0]), np.ptp(known[:, 1])))
+    return gt, side, "the tight box of the target's labelled keypoints (ATRW has no object box)"
 
 
 def _error(parser: argparse.ArgumentParser, message: str, code: int = 2) -> int:
     parser.print_usage(sys.stderr)
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return code
-
-
-# --------------------------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -412,16 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse errors (2) and --help (0)
         return int(exc.code or 0)
 
-    from corr.io import load_image
+    from corr.io import WriteError, load_image
+    from corr.points import PointsError, parse_points, points_outside, read_points_file
+    from corr.samples import default_points, sample_path
 
     # ---- inputs (validated before any model is built; nothing is written on error)
     if (args.src is None) != (args.tgt is None):
-        return _error(
-            parser, "give both SRC and TGT, or neither (then the bundled assets are used)"
-        )
+        return _error(parser, "give both SRC and TGT, or neither (then the bundled samples)")
     bundled = args.src is None
-    src_path = Path(args.src) if args.src else DEFAULT_SRC
-    tgt_path = Path(args.tgt) if args.tgt else DEFAULT_TGT
+    src_path = Path(args.src) if args.src else sample_path(DEFAULT_PAIR[0])
+    tgt_path = Path(args.tgt) if args.tgt else sample_path(DEFAULT_PAIR[1])
     images = {}
     for label, path in (("SRC", src_path), ("TGT", tgt_path)):
         try:
@@ -436,30 +206,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.points is not None:
             points, how = parse_points(args.points), "--points"
         elif args.points_file is not None:
-            points, names = load_points_file(args.points_file)
-            how = f"--points-file {args.points_file}"
+            what = f"--points-file {args.points_file}"
+            points, names = read_points_file(args.points_file, what)
+            how = what
         elif bundled:
-            points, names = load_points_file(DEFAULT_POINTS)
-            how = f"bundled {DEFAULT_POINTS.relative_to(HERE.parent)} (annotated ATRW keypoints)"
+            points, names = default_points()
+            how = "the bundled sample's 15 labelled ATRW keypoints (corr.samples)"
         else:
             points, how = None, "automatic"
-    except UsageError as err:
+    except PointsError as err:
         return _error(parser, str(err))
     if points is not None:
-        h, w = src.shape[:2]
-        bad = (
-            (points[:, 0] < 0)
-            | (points[:, 0] > w - 1)
-            | (points[:, 1] < 0)
-            | (points[:, 1] > h - 1)
-        )
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        i = points_outside(points, src.shape[1], src.shape[0])
+        if i is not None:
             arg = "--points-file" if args.points_file else "--points" if args.points else "points"
             return _error(
                 parser,
                 f"{arg}: point {i + 1} {points[i].tolist()} lies outside the source image "
-                f"{src_path} ({w}x{h}); points are (x, y) in original source pixels",
+                f"{src_path} ({src.shape[1]}x{src.shape[0]}); points are (x, y) in original "
+                "source pixels",
             )
     if args.num_points < 1:
         return _error(parser, "--num-points must be at least 1")
@@ -482,14 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.warp_min_confidence is not None:
         return _error(parser, "--warp-min-confidence needs --warp PATH")
 
-    # ---- the matcher
+    # ---- the matcher and the pair
     import corr
-    from corr.io import atomic_write_json
-    from corr.viz import plot_correspondences, readable_by_others, save_figure
     from corr.weights import WeightsNotFoundError
 
-    load_builtin_extractors()
-    spec = extractor_spec(args.extractor)
+    spec = args.extractor[0] if len(args.extractor) == 1 else list(args.extractor)
     try:
         matcher = corr.Matcher(
             spec,
@@ -516,43 +278,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as err:
         print(f"error: cannot build --extractor {' '.join(args.extractor)}: {err}", file=sys.stderr)
         return 1
-
-    # ---- match
+    pair = matcher.pair(src, tgt)
     mutual = None
     if points is None:
-        points, mutual = auto_points(matcher, src, tgt, args.num_points)
+        points, mutual = pair.suggest_points(args.num_points)
         how = (
-            f"automatic: {len(points)} source cells among the most distinctive quarter of each image "
-            "(far from the image's mean feature; image edges left out), mutual nearest "
-            "neighbours with the target first, ranked by cosine similarity, spread by "
-            "non-maximum suppression"
+            f"automatic: {len(points)} source cells among the most distinctive quarter of each "
+            "image, mutual nearest neighbours with the target first (Pair.suggest_points)"
         )
-    result = matcher.match(src, tgt, points)
-    kp0, kp1, conf = result["keypoints0"], result["keypoints1"], result["confidence"]
+    result = pair.match(points)
+    try:
+        report = write_outputs(args, pair, result, src_path, tgt_path, names, how, mutual, bundled)
+    except WriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print_table(report)
+    return 0
 
-    # ---- outputs
-    annotated = _annotated_targets(src_path, tgt_path, names)
-    gt = thr = None
-    if annotated is not None:
-        gt = np.array([[np.nan, np.nan] if g is None else g for g in annotated[0]], float)
-        thr = 0.1 * annotated[1]
-    labels = [str(i) for i in range(len(kp0))]
-    legend = [f"{i} {n}" for i, n in zip(labels, names, strict=True)] if names else labels
-    title = f"{src_path.name} -> {tgt_path.name}   |   {args.matcher}"
+
+def write_outputs(args, pair, result, src_path, tgt_path, names, how, mutual, bundled) -> dict:
+    """The figure, the optional warp and the JSON report (all written atomically)."""
+    from PIL import Image
+
+    from corr.io import atomic_write_bytes, atomic_write_json
+    from corr.viz import plot_correspondences, readable_by_others, save_figure, warp_picture
+
+    src, tgt = (np.asarray(Image.open(p).convert("RGB")) for p in (src_path, tgt_path))
+    if args.exif_transpose:
+        from corr.io import load_image
+
+        src, tgt = (load_image(p, exif_transpose=True) for p in (src_path, tgt_path))
+    kp0, kp1, conf = result.keypoints0, result.keypoints1, result.confidence
+    out = Path(args.out)
     spec_text = " ".join(args.extractor)
     backbone = BACKBONES.get(spec_text, spec_text)
     if args.no_pretrained:
         backbone += " with RANDOM weights (a test run: these matches mean nothing)"
     caption = [f"features: {backbone}"]
-    pck = None
-    if gt is not None:
+    labelled = labelled_targets(names, bundled)
+    gt = thr = pck = None
+    if labelled is not None:
+        gt, side, box_how = labelled
+        thr = 0.1 * side
         known = np.isfinite(gt).all(1) & np.isfinite(kp1).all(1)
         hits = int((np.linalg.norm(kp1[known] - gt[known], axis=1) < thr).sum())
-        pck = {"correct": hits, "labelled": int(known.sum()), "threshold_px": thr}
+        pck = {"correct": hits, "labelled": int(known.sum()), "threshold_px": thr, "box": box_how}
         caption.append(
-            f"PCK@0.10 of this pair: {hits} of {int(known.sum())} keypoints within 0.1 x the "
-            f"target box's longer side ({thr:.0f} px of the target image)"
+            f"PCK@0.10 of this pair: {hits} of {int(known.sum())} keypoints within {thr:.0f} px "
+            f"= 0.1 x the longer side of {box_how}"
         )
+    labels = [str(i) for i in range(len(kp0))]
     fig = plot_correspondences(
         src,
         tgt,
@@ -560,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kp1,
         labels=labels,
         confidence=conf,
-        title=title,
-        legend=legend,
+        title=f"{src_path.name} -> {tgt_path.name}   |   {args.matcher}",
+        legend=[f"{i} {n}" for i, n in zip(labels, names, strict=True)] if names else labels,
         ground_truth=gt,
         threshold=thr,
         caption=caption,
@@ -578,11 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if mutual is not None:
             rec["mutual_nn"] = bool(mutual[i])
-        if annotated is not None and annotated[0][i] is not None:
-            g = np.asarray(annotated[0][i], dtype=np.float64)
-            rec["tgt_annotated"] = g.tolist()
-            rec["error_px"] = round(float(np.linalg.norm(kp1[i] - g)), 2)
+        if gt is not None and np.isfinite(gt[i]).all():
+            rec["tgt_annotated"] = gt[i].tolist()
+            rec["error_px"] = round(float(np.linalg.norm(kp1[i] - gt[i])), 2)
         records.append(rec)
+    m = pair.matcher
     report = {
         "note": COORD_NOTE,
         "src": {"path": str(src_path), "width": int(src.shape[1]), "height": int(src.shape[0])},
@@ -596,25 +371,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pretrained": not args.no_pretrained,
             "fuse": args.fuse,
             "matcher": args.matcher,
-            "device": str(matcher.device),
-            "config": matcher.config(),
+            "device": str(m.device),
+            "config": m.config(),
         },
         "figure": str(out),
     }
-    if annotated is not None:
-        report["tgt_bbox_max_side"] = annotated[1]
+    if pck is not None:
         report["pck@0.10"] = pck
         report["note_annotated"] = (
             "tgt_annotated: the data set's label of the same keypoint on the target (bundled "
-            "assets only); error_px: distance to it in target pixels; pck@0.10: keypoints with "
-            "error_px < 0.1 x tgt_bbox_max_side, per keypoint of this one pair."
+            "samples only); error_px: distance to it in target pixels; pck@0.10: keypoints with "
+            "error_px < threshold_px = 0.1 x the longer side of the box named in 'box', per "
+            "keypoint of this one pair."
         )
-    if warp_path is not None:
-        from PIL import Image
-
-        from corr.io import atomic_write_bytes
-
-        warp = matcher.warp(src, tgt, min_confidence=args.warp_min_confidence)
+    if args.warp:
+        warp = pair.warp(min_confidence=args.warp_min_confidence)
+        warp_path = Path(args.warp)
         buf = io.BytesIO()
         fmt = "PNG" if warp_path.suffix.lower() == ".png" else "JPEG"
         Image.fromarray(warp_picture(warp.warped, warp.valid, tgt)).save(
@@ -631,26 +403,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = out.with_suffix(".json")
     atomic_write_json(json_path, report)
     readable_by_others(json_path)
+    return report
 
-    print(f"{len(kp0)} points, {how}")
+
+def print_table(report: dict) -> None:
+    print(f"{len(report['points'])} points, {report['points_from']}")
     print(f"{'#':>3} {'name':<16} {'source (x, y)':>18}   {'target (x, y)':>18}  conf")
-    for rec in records:
-        sx, sy = rec["src"]
-        tx, ty = rec["tgt"]
+    for rec in report["points"]:
+        (sx, sy), (tx, ty) = rec["src"], rec["tgt"]
         print(
-            f"{rec['index']:>3} {rec['name'] or '':<16} {sx:>8.1f} {sy:>8.1f}   -> {tx:>8.1f} {ty:>8.1f}  {rec['confidence']:.3f}"
+            f"{rec['index']:>3} {rec['name'] or '':<16} {sx:>8.1f} {sy:>8.1f}   -> "
+            f"{tx:>8.1f} {ty:>8.1f}  {rec['confidence']:.3f}"
         )
-    print(f"features: {backbone}")
+    print(f"features: {report['extractor']['features']}")
+    pck = report.get("pck@0.10")
     if pck is not None:
         print(
             f"PCK@0.10 of this pair (per keypoint): {pck['correct']} of {pck['labelled']} "
-            f"within {thr:.1f} px of the label"
+            f"within {pck['threshold_px']:.1f} px of the label (0.1 x {pck['box']})"
         )
-    print(f"figure: {out}")
-    print(f"json:   {json_path}")
-    if warp_path is not None:
-        print(f"warp:   {warp_path}")
-    return 0
+    print(f"figure: {report['figure']}")
+    print(f"json:   {Path(report['figure']).with_suffix('.json')}")
+    if "warp" in report:
+        print(f"warp:   {report['warp']['path']}")
 
 
 if __name__ == "__main__":

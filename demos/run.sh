@@ -13,7 +13,7 @@ bash .ci/setup
 EXTRACTOR=corr.contrib.mobilenet:mobilenetv2
 mkdir -p demos/out
 python demos/keypoint_transfer.py --extractor "$EXTRACTOR" --out demos/out/keypoint_transfer.png "$@"
-python demos/show_features.py demos/assets/gazelle.jpg demos/assets/jaguar.jpg --query 291,312 \
+python demos/show_features.py corr/samples/gazelle.jpg corr/samples/jaguar.jpg --query 291,312 \
     --extractor "$EXTRACTOR" --out demos/out/features.png
 echo
 echo "Figures (extractor $EXTRACTOR):"

@@ -5,8 +5,8 @@ similarity map.
 Usage::
 
     python demos/show_features.py IMG [IMG ...] [--query x,y] [--out F.png] [--extractor ...]
-    python demos/show_features.py                      # the two bundled demos/assets photos
-    python demos/show_features.py demos/assets/gazelle.jpg demos/assets/jaguar.jpg \\
+    python demos/show_features.py                      # the two bundled sample photos
+    python demos/show_features.py corr/samples/gazelle.jpg corr/samples/jaguar.jpg \\
         --query 291,312 --extractor corr.contrib.mobilenet:mobilenetv2
 
 One row per image: the photo, its fused features as RGB, and (with ``--query x,y``, a point on
@@ -35,27 +35,14 @@ Writes a PNG (default ``demos/out/features.png``) and prints its path. Exit code
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-ASSETS = HERE / "assets"
-DEFAULT_IMAGES = [ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"]
+DEFAULT_IMAGES = ("gazelle.jpg", "jaguar.jpg")  # bundled samples (corr.samples)
 DEFAULT_OUT = HERE / "out" / "features.png"
-
-
-def _keypoint_transfer():
-    """The sibling demo module (shared helpers: point parsing, extractor registration)."""
-    spec = importlib.util.spec_from_file_location(
-        "_corr_demo_keypoint_transfer", HERE / "keypoint_transfer.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images",
         nargs="*",
         metavar="IMG",
-        help="images (default: the two bundled demos/assets photos)",
+        help="images (default: the bundled sample photos gazelle.jpg and jaguar.jpg)",
     )
     p.add_argument(
         "--query", help="x,y on the first image, original pixels: show its similarity maps"
@@ -110,11 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    kt = _keypoint_transfer()
-
     from corr.io import load_image
+    from corr.points import PointsError, parse_points
+    from corr.samples import sample_path
 
-    paths = [Path(p) for p in args.images] or DEFAULT_IMAGES
+    paths = [Path(p) for p in args.images] or [sample_path(n) for n in DEFAULT_IMAGES]
     images = []
     for i, path in enumerate(paths):
         try:
@@ -124,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     query = None
     if args.query is not None:
         try:
-            q = kt.parse_points(args.query, "--query")
-        except kt.UsageError as err:
+            q = parse_points(args.query, "--query")
+        except PointsError as err:
             return _error(parser, str(err))
         if len(q) != 1:
             return _error(parser, f"--query: give one point x,y, got {len(q)}")
@@ -140,20 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(parser, f"--out {out}: use a .png, .jpg, .pdf or .svg file name")
 
     import corr
-    from corr.geometry import Letterbox, content_mask, grid_cells
-    from corr.viz import (
-        cosine_similarity_map,
-        grid_to_image,
-        joint_pca_rgb,
-        plot_feature_views,
-        save_figure,
-    )
+    from corr.geometry import content_mask, grid_to_image
+    from corr.viz import joint_pca_rgb, plot_feature_views, save_figure
     from corr.weights import WeightsNotFoundError
 
-    kt.load_builtin_extractors()
     try:
         matcher = corr.Matcher(
-            kt.extractor_spec(args.extractor),
+            args.extractor[0] if len(args.extractor) == 1 else list(args.extractor),
             fuse=args.fuse,
             method=args.matcher,
             pretrained=not args.no_pretrained,
@@ -167,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         print(
-            f"\nWithout them, try --extractor {kt.MOBILENET} (installed by `bash .ci/setup`).",
+            f"\nWithout them, try --extractor {MOBILENET} (installed by `bash .ci/setup`).",
             file=sys.stderr,
         )
         return 1
@@ -177,37 +157,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot build --extractor {' '.join(args.extractor)}: {err}", file=sys.stderr)
         return 1
 
-    feats = [matcher.features(im, name=str(p)) for im, p in zip(images, paths, strict=True)]
-    # descriptors: image k fused with image 0 (pair (0, k)); image 0 from pair (0, 1)
-    pair_desc: list[tuple | None] = [None] * len(images)
+    # image k against image 0, as a pair (its own co-PCA); image 0's descriptors from pair (0, 1)
     if len(images) == 1:
-        d0, _ = matcher.descriptors(feats[0], feats[0])
-        descs = [d0]
+        pairs = []
+        only = matcher.pair(images[0], images[0])
+        descs, frames = [only.descriptors[0]], [only.frames[0]]
     else:
-        descs = [None] * len(images)
-        for k in range(1, len(images)):
-            d0k, dk = matcher.descriptors(feats[0], feats[k])
-            pair_desc[k] = (d0k, dk)
-            descs[k] = dk
-            if k == 1:
-                descs[0] = d0k
+        pairs = [matcher.pair(images[0], im) for im in images[1:]]
+        descs = [pairs[0].descriptors[0]] + [p.descriptors[1] for p in pairs]
+        frames = [pairs[0].frames[0]] + [p.frames[1] for p in pairs]
     g = descs[0].shape[-1]
-    boxes = [Letterbox(f.width, f.height, matcher.frame) for f in feats]
-    masks = [content_mask(lb, g) for lb in boxes]
+    masks = [content_mask(lb, g) for lb in frames]
     rgb_grids = joint_pca_rgb(descs, masks)
-    rgb_images = [grid_to_image(rgb, lb) for rgb, lb in zip(rgb_grids, boxes, strict=True)]
+    rgb_images = [grid_to_image(rgb, lb) for rgb, lb in zip(rgb_grids, frames, strict=True)]
 
     similarity = best = None
     if query is not None:
-        cell = grid_cells(boxes[0].to_letterbox(np.asarray([query])), matcher.frame, g)[0]
         similarity = [None] * len(images)
         best = [None] * len(images)
-        for k in range(1, len(images)):
-            d0k, dk = pair_desc[k]
-            sim = cosine_similarity_map(d0k, dk, cell)
-            sim[~masks[k]] = np.nan
-            similarity[k] = grid_to_image(sim, boxes[k])
-            res = matcher.match(images[0], images[k], [query])
+        for k, pair in enumerate(pairs, start=1):
+            similarity[k] = pair.similarity(query)
+            res = pair.match([query])
             best[k] = tuple(float(v) for v in res["keypoints1"][0])
             print(
                 f"query ({query[0]:.1f}, {query[1]:.1f}) on {paths[0].name} -> best match "

@@ -11,7 +11,7 @@ import pytest
 from corr import Matcher
 from corr.app import answer_click
 
-ASSETS = Path(__file__).resolve().parents[1] / "demos" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "corr" / "samples"
 # inside both tigers (925 x 1080 and 1239 x 731), corners included
 POINTS = [[300.0, 420.0], [512.5, 610.25], [140.0, 700.0], [0.0, 0.0], [924.0, 730.0]]
 # float32 soft-argmax over a batch of points vs one point: ~1e-4 px apart

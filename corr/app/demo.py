@@ -25,6 +25,7 @@ from ..fusion import fusion_weights
 from ..io import ImageLike, load_image
 from ..matcher import PRESETS, Matcher
 from ..pair import Pair
+from ..samples import SAMPLE_PAIRS, sample_path
 from ..weights import WeightsNotFoundError, resolve
 from .render import (
     display_scale,
@@ -53,14 +54,9 @@ BACKBONES: dict[str, tuple[str, str | list[str]]] = {
 
 
 def bundled_examples() -> list[list[str]]:
-    """The bundled photo pairs (``demos/assets`` of a checkout): tigers, gazelle/jaguar."""
-    assets = Path(__file__).resolve().parents[2] / "demos" / "assets"
-    pairs = [("tiger_a.jpg", "tiger_b.jpg"), ("gazelle.jpg", "jaguar.jpg")]
-    return [
-        [str(assets / a), str(assets / b)]
-        for a, b in pairs
-        if (assets / a).is_file() and (assets / b).is_file()
-    ]
+    """The bundled sample pairs (:mod:`corr.samples`, shipped with the package): the two
+    tigers, the gazelle and the jaguar."""
+    return [[str(sample_path(a)), str(sample_path(b))] for a, b in SAMPLE_PAIRS]
 
 
 def backbone_problem(key: str) -> str | None:

@@ -21,7 +21,7 @@ from corr import Matcher
 from corr.app.render import display_scale, from_display
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = REPO / "demos" / "assets"
+ASSETS = REPO / "corr" / "samples"
 
 
 def _need_module(name: str):

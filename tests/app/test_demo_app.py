@@ -21,7 +21,7 @@ from corr.app.render import (
     to_display,
 )
 
-ASSETS = Path(__file__).resolve().parents[2] / "demos" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "corr" / "samples"
 
 
 @pytest.fixture
