@@ -44,7 +44,8 @@ DINOV2_ARCHS = {
 }
 
 
-def _timm():
+def import_timm():
+    """``import timm``, after the torchvision fix of :mod:`corr._compat` where it is needed."""
     ensure_torchvision_importable()
     import timm
 
@@ -208,7 +209,7 @@ def build_dinov2_model(
         if pretrained
         else None
     )
-    timm = _timm()
+    timm = import_timm()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(init_seed))
         model = timm.create_model(
@@ -237,7 +238,7 @@ def build_tiny_dinov2(
     depth: int = 2,
 ) -> nn.Module:
     """A tiny random DINOv2-like timm ``VisionTransformer`` (patch 14, layer scale) for tests."""
-    _timm()
+    import_timm()
     from timm.models.vision_transformer import VisionTransformer
 
     with torch.random.fork_rng(devices=[]):

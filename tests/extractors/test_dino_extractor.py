@@ -154,7 +154,7 @@ def test_official_checkpoint_layout_converts_exactly(pixels, reg):
         ref = official_forward(sd, model.blocks, pixels)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     # the official interpolation differs from timm's own (size=, antialias=True) resampling
-    timm_pos = D._timm().layers.resample_abs_pos_embed(
+    timm_pos = D.import_timm().layers.resample_abs_pos_embed(
         sd["pos_embed"], new_size=(12, 12), num_prefix_tokens=1
     )
     ours = model.pos_embed if not reg else torch.cat([sd["pos_embed"][:, :1], model.pos_embed], 1)
