@@ -144,23 +144,25 @@ def run_adaptive(
     except (RuntimeError, MemoryError) as err:
         if not _is_oom(err):
             raise
+    # split outside the except block: the exception's traceback holds the failed pass's frames,
+    # and so its activations, which must be freed before the halves run
+    if pixels.device.type == "cuda":
+        torch.cuda.empty_cache()
+    n = pixels.shape[0]
+    if n == 1:
+        free = ""
         if pixels.device.type == "cuda":
-            torch.cuda.empty_cache()
-        n = pixels.shape[0]
-        if n == 1:
-            free = ""
-            if pixels.device.type == "cuda":
-                f, t = torch.cuda.mem_get_info(pixels.device)
-                free = f" ({f / 2**30:.1f} of {t / 2**30:.1f} GiB free on {pixels.device})"
-            raise MemoryError(
-                f"{getattr(ext, 'name', type(ext).__name__)}: one {tuple(pixels.shape[-2:])} image "
-                f"does not fit in memory{free}; use dtype bf16/fp16, a smaller input size, "
-                "tiled=False, or another device"
-            ) from None
-        log.warning("out of memory at batch %d: splitting it in halves", n)
-        a = run_adaptive(ext, pixels[: n // 2], category)
-        b = run_adaptive(ext, pixels[n // 2 :], category)
-        return {k: torch.cat([a[k], b[k]]) for k in a}
+            f, t = torch.cuda.mem_get_info(pixels.device)
+            free = f" ({f / 2**30:.1f} of {t / 2**30:.1f} GiB free on {pixels.device})"
+        raise MemoryError(
+            f"{getattr(ext, 'name', type(ext).__name__)}: one {tuple(pixels.shape[-2:])} image "
+            f"does not fit in memory{free}; use dtype bf16/fp16, a smaller input size, "
+            "tiled=False, or another device"
+        )
+    log.warning("out of memory at batch %d: splitting it in halves", n)
+    a = run_adaptive(ext, pixels[: n // 2], category)
+    b = run_adaptive(ext, pixels[n // 2 :], category)
+    return {k: torch.cat([a[k], b[k]]) for k in a}
 
 
 def extract_features(
