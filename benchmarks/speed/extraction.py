@@ -1,6 +1,10 @@
 """Images per second through :meth:`corr.Matcher.extract` for several batch sizes and numbers
 of DataLoader workers; every variant starts from an empty cache and extracts the same photos
-(decode + letterbox in the workers, the models on batches, a writer thread filling the cache)."""
+(decode + letterbox in the workers, the models on batches, a writer thread filling the cache).
+
+With warm-up passes (``--warmup``, 1 by default on CUDA) each variant first extracts one
+untimed batch of its own size, so first-call costs of that shape (kernel choice, allocator
+growth, a compilation) stay out of its rate. Each variant records its own peak memory."""
 
 from __future__ import annotations
 
@@ -35,12 +39,20 @@ def run_extraction(bench) -> None:
             args.num_workers,
         ) and "eval_extract" in stages.samples:
             seconds, n, source = stages.samples["eval_extract"][0], len(paths), "evaluation stage 1"
+            peak, peak_in = bench.memory.phases.get("evaluation"), "evaluation phase"
         else:
+            for _ in range(bench.report.config.get("warmup") or 0):
+                progress(f"extraction warm-up: one batch of {batch} (untimed)")
+                new_matcher(bench, batch).extract(
+                    paths[:batch], batch_size=batch, num_workers=0, progress=False
+                )
             progress(f"extraction: {len(paths)} images, batch {batch}, {workers} workers")
             matcher = new_matcher(bench, len(paths))
+            bench.memory.mark()
             with stages.time(key):
                 rep = matcher.extract(paths, batch_size=batch, num_workers=workers, progress=False)
             seconds, n, source = stages.last(key), rep.computed, "this stage"
+            peak, peak_in = round(bench.memory.mark(), 1), "this variant"
         results.append(
             {
                 "batch_size": batch,
@@ -50,6 +62,8 @@ def run_extraction(bench) -> None:
                 "images_per_s": float(f"{n / seconds:.4g}"),
                 "s_per_image": round(seconds / n, 4),
                 "measured_in": source,
+                "peak_mb": peak,
+                "peak_mb_of": peak_in,
             }
         )
         r.put(

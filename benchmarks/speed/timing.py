@@ -103,6 +103,7 @@ class Memory:
         self.device = device
         self.resettable = self._reset_rss()
         self.phases: dict[str, float] = {}
+        self._phase_peak = 0.0
 
     @staticmethod
     def _reset_rss() -> bool:
@@ -122,16 +123,30 @@ class Memory:
         return "peak RSS of the process since start (ru_maxrss; not resettable here)"
 
     def start(self) -> None:
+        self._reset()
+        self._phase_peak = 0.0
+
+    def _reset(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         elif self.resettable:
             self._reset_rss()
 
-    def stop(self, phase: str) -> float:
+    def _read(self) -> float:
         if self.device.type == "cuda":
-            mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            mb = _hwm_mb()
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return _hwm_mb()
+
+    def mark(self) -> float:
+        """The peak (MB) since the phase's start or the previous mark, then a fresh count; the
+        phase's own peak (:meth:`stop`) still covers every part (e.g. one batch size each)."""
+        mb = self._read()
+        self._phase_peak = max(self._phase_peak, mb)
+        self._reset()
+        return mb
+
+    def stop(self, phase: str) -> float:
+        mb = max(self._read(), self._phase_peak)
         self.phases[phase] = round(mb, 1)
         return mb
 
