@@ -47,7 +47,14 @@ def test_matcher_on_cuda_gives_the_cpu_matches(cuda):
 
 def _eval(main, minireal, out, *extra):
     args = ["spair", "--root", str(minireal / "SPair-71k"), "--extractor", MOBILENET]
-    args += ["--out", str(out), "--no-progress", "--flip"]
+    args += [
+        "--out",
+        str(out),
+        "--no-progress",
+        "--flip",
+        "--flip-table",
+        str(minireal / "flip.json"),
+    ]
     args += ["--geo-groups", str(minireal / "geo_groups.json"), *extra]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
