@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters import adapter_descriptor, open_adapter
 from .alignment import FLIP_DISTANCES
 from .cache import FeatureCache, image_key
 from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
-from .extractors import Extractor, create_extractor
+from .extractors import Extractor, build_extractors
 from .extractors.base import autocast_name
 from .fusion import build_descriptors_many, fusion_weights
 from .geometry import RESIZE_MODES, Letterbox, Stretch, make_frame
@@ -38,7 +39,7 @@ from .io import ImageLike, load_image
 from .matching import METHODS, WINDOW_MODES
 from .outputs import DenseOutput, MatchOutput, WarpOutput
 from .pair import Pair
-from .protocols import UNSET, Protocol, extractor_knobs, get_protocol, resolve_knobs
+from .protocols import UNSET, Protocol, get_protocol, resolve_knobs
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,13 @@ class Matcher(nn.Module):
         exif_transpose: apply a file's EXIF orientation before anything else (phone photos), so
             that points and results are in the frame a viewer shows. Off by default and in
             every protocol: benchmark keypoints are annotated on the stored pixels.
+        adapter: a supervised adapter (:mod:`corr.adapters`) that replaces fusion: a
+            registered name (``geoaware-spair``, ``geoaware-ap10k``), a path (ours, or a
+            GeoAware-SC ``.PTH``) or an ``AggregationNetwork``. Every extractor runs (``fuse``,
+            ``weights``, ``pca_dim`` and ``fusion`` do not apply and are refused); ``method``
+            and ``window`` default to the adapter's evaluation (GeoAware-SC's: window
+            soft-argmax, radius 7). The matching knobs stay the protocol's (``geoaware``: the
+            features its released adapters were trained on).
     """
 
     def __init__(
@@ -156,6 +164,7 @@ class Matcher(nn.Module):
         seed: int = 0,
         compile: bool = False,
         exif_transpose: bool = False,
+        adapter: str | os.PathLike | nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.protocol = get_protocol(protocol)
@@ -187,37 +196,52 @@ class Matcher(nn.Module):
             raise ValueError(
                 "extractors is empty: give a preset name, registered names or Extractor objects"
             )
-        all_weights = fusion_weights(len(specs), knobs["fuse"], weights)
+        self.adapter_record: dict[str, Any] | None = None
+        adapter_module = None
+        if adapter is not None:
+            given_fusion = [
+                k for k in ("fuse", "pca_dim", "fusion") if given[k] not in (None, UNSET)
+            ]
+            if given_fusion or weights is not None:
+                raise ValueError(
+                    f"{', '.join(given_fusion + (['weights'] if weights is not None else []))}: "
+                    "an adapter replaces fusion (it takes every extractor's raw maps); drop "
+                    "these, or the adapter"
+                )
+            adapter_module, self.adapter_record = open_adapter(adapter)
+            evaluation = self.adapter_record["evaluation"]
+            if method is None:
+                knobs["method"] = "softargmax" if evaluation["soft_eval"] else "nn"
+            if window is None:
+                knobs["window"] = int(evaluation["soft_eval_window"])
+        all_weights = (
+            [1.0] * len(specs)
+            if adapter_module is not None
+            else fusion_weights(len(specs), knobs["fuse"], weights)
+        )
         explicit = device not in (None, "auto")
         target = resolve_device(device)
-        options = extractor_options or {}
-        extractor_list: list[Extractor] = []
-        self.weights: list[float] = []
-        for spec, w in zip(specs, all_weights, strict=True):
-            if w == 0:
-                continue  # alpha = 0 or 1: the other model alone; don't run this one
-            if isinstance(spec, Extractor):
-                ext = spec  # stays on the device it is on, unless `device` was given
-                if explicit:
-                    ext = ext.to(target)
-            else:
-                kwargs = {**extractor_knobs(self.protocol, spec), **options.get(spec, {})}
-                if dtype is not None:
-                    kwargs.setdefault("dtype", dtype)
-                ext = create_extractor(spec, pretrained=pretrained, **kwargs)
-                ext.resample = self.protocol.resample
-                ext = ext.to(target)
-            ext = ext.eval()
-            if autocast is not None:
-                ext.set_autocast(autocast)
-            if compile:  # same features (to float rounding); pays a compilation per input shape
-                ext.extract = torch.compile(ext.extract)
-            extractor_list.append(ext)
-            self.weights.append(w)
+        built = build_extractors(
+            specs,
+            all_weights,
+            protocol=self.protocol,
+            pretrained=pretrained,
+            options=extractor_options,
+            dtype=dtype,
+            device=target if explicit else None,
+            default_device=target,
+            autocast=autocast,
+            compile=compile,
+        )
+        extractor_list = [ext for ext, _ in built]
+        self.weights: list[float] = [w for _, w in built]
         self.extractors = nn.ModuleList(extractor_list)
+        self.adapter = adapter_module  # a submodule: moves with .to()
         # where fusion and matching run; moves with .to() (an empty, non-float buffer)
         work = target if explicit or not extractor_list else extractor_list[0].device
         self.register_buffer("_anchor", torch.empty(0, dtype=torch.bool, device=work), False)
+        if self.adapter is not None:
+            self.adapter.to(work)
         self.specs = [
             s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs
         ]
@@ -295,7 +319,17 @@ class Matcher(nn.Module):
             "resize": self.resize,
             "frame": self.frame,
             **({"exif_transpose": True} if self.exif_transpose else {}),  # recorded when on
+            **({"adapter": self._adapter_config()} if self.adapter is not None else {}),
         }
+
+    def _adapter_config(self) -> dict[str, Any]:
+        """The adapter as a run records it: name, SHA-256 of its weights, recipe, evaluation
+        (its path stays out: the same weights anywhere are the same run)."""
+        record = dict(self.adapter_record or {})
+        record.pop("path", None)
+        record["groups"] = self.adapter.config.describe_groups()
+        record["projection_dim"] = self.adapter.config.projection_dim
+        return record
 
     @staticmethod
     def _extractor_config(ext: Extractor, category: str | None) -> dict[str, Any]:
@@ -421,7 +455,11 @@ class Matcher(nn.Module):
     ) -> list[torch.Tensor]:
         """Fused ``(D, g, g)`` descriptors of ``N`` images with one co-PCA fitted on all of
         them (for a pair, the same as :meth:`descriptors`); ``g`` is the first image's grid.
-        ``weights``: fusion weights per extractor (default: the matcher's)."""
+        ``weights``: fusion weights per extractor (default: the matcher's). With an
+        :attr:`adapter`, each image's descriptor is the adapter's (its own input, no co-PCA):
+        ``(P, g, g)`` unit cells."""
+        if self.adapter is not None:
+            return [adapter_descriptor(self.adapter, f.maps) for f in images]
         grid = max(m.shape[-1] for m in images[0].maps[-1].values())
         return build_descriptors_many(
             [f.maps for f in images],

@@ -15,6 +15,7 @@ from .checkpoints import (
     apply_reference_weights,
     load_adapter,
     load_reference_checkpoint,
+    open_adapter,
     read_config,
     save_adapter,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "load_adapter",
     "load_reference_checkpoint",
     "normalize_descriptor",
+    "open_adapter",
     "read_config",
     "save_adapter",
 ]

@@ -15,6 +15,7 @@ one that would run code is refused with :class:`corr.weights.UnsafeWeightsError`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from .aggregation import AggregationNetwork
 from .config import AdapterConfig
 
 __all__ = [
+    "open_adapter",
     "apply_reference_weights",
     "load_reference_checkpoint",
     "save_adapter",
@@ -239,3 +241,62 @@ def load_adapter(
         )
     module.load_state_dict(sd, strict=True)
     return module.eval()
+
+
+#: GeoAware-SC's evaluation of a trained adapter (configs/eval_spair.yaml: SOFT_EVAL true,
+#: argparse SOFT_EVAL_WINDOW 7) when an adapter's recipe does not say otherwise
+REFERENCE_EVALUATION = {"soft_eval": True, "soft_eval_window": 7}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def open_adapter(spec: str | os.PathLike | torch.nn.Module) -> tuple[AggregationNetwork, dict]:
+    """An adapter for :class:`corr.Matcher`, and the record a run keeps of it.
+
+    ``spec``: a registered name (``python -m corr.weights list``: ``geoaware-spair``,
+    ``geoaware-ap10k``, resolved through :func:`corr.weights.resolve`, never random weights), a
+    path (ours: folder, ``.safetensors`` or ``.json``; GeoAware-SC's ``.pth``/``.PTH``) or an
+    :class:`AggregationNetwork`. Returns the module (eval mode) and ``{"name", "path",
+    "sha256", "recipe", "evaluation"}``: ``evaluation`` holds ``soft_eval`` (window soft-argmax
+    or nearest neighbour) and ``soft_eval_window``, from the adapter's recipe or else
+    GeoAware-SC's evaluation (soft, radius 7).
+    """
+    if isinstance(spec, torch.nn.Module):
+        if not isinstance(spec, AggregationNetwork):
+            raise TypeError(
+                f"adapter must be an AggregationNetwork, a path or a registered name, got "
+                f"{type(spec).__name__}"
+            )
+        module, name, path, digest = spec, "module", None, None
+    else:
+        from ..weights import KNOWN_WEIGHTS, resolve
+
+        name = str(spec)
+        if name in KNOWN_WEIGHTS:
+            path = resolve(name).path
+        else:
+            path = Path(spec)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"adapter {name!r}: no such file or folder, and not a registered name "
+                    "(python -m corr.weights list shows the registered adapters)"
+                )
+        module = load_adapter(path)
+        weights = path if path.suffix.lower() in _PICKLE_SUFFIXES else adapter_paths(path)[0]
+        digest = _sha256(weights)
+    recipe = dict(module.config.recipe)
+    evaluation = {k: recipe.get(k, v) for k, v in REFERENCE_EVALUATION.items()}
+    record = {
+        "name": name,
+        "path": None if path is None else str(path),
+        "sha256": digest,
+        "recipe": recipe,
+        "evaluation": evaluation,
+    }
+    return module.eval(), record

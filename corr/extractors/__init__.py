@@ -3,6 +3,7 @@
 from . import dino, sd  # noqa: F401  (register the built-in models)
 from .base import Extractor, FeatureMaps, ModuleExtractor, module_fingerprint
 from .registry import (
+    build_extractors,
     create_extractor,
     describe_extractors,
     list_extractors,
@@ -12,6 +13,7 @@ from .registry import (
 
 __all__ = [
     "Extractor",
+    "build_extractors",
     "FeatureMaps",
     "ModuleExtractor",
     "create_extractor",

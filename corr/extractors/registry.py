@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import torch
+
+from ..protocols import Protocol, extractor_knobs
 from .base import Extractor
 
 _REGISTRY: dict[str, Callable[..., Extractor]] = {}
@@ -92,3 +96,48 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
             f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor"
         )
     return ext
+
+
+def build_extractors(
+    specs: Sequence[str | Extractor],
+    weights: Sequence[float],
+    *,
+    protocol: Protocol,
+    pretrained: bool = True,
+    options: dict[str, dict[str, Any]] | None = None,
+    dtype: str | torch.dtype | None = None,
+    device: torch.device | None = None,
+    default_device: torch.device | None = None,
+    autocast: str | torch.dtype | None = None,
+    compile: bool = False,
+) -> list[tuple[Extractor, float]]:
+    """The extractors of a :class:`corr.Matcher`, in eval mode, with their fusion weights.
+
+    Names and ``module:factory`` specs are built with ``protocol``'s factory options
+    (:func:`corr.protocols.extractor_knobs`), then ``options[name]`` and ``dtype``, and go to
+    ``device`` (else ``default_device``); :class:`Extractor` objects stay where they are unless
+    ``device`` is given. An extractor of weight 0 is not built (alpha 0 or 1: the other model
+    alone). ``autocast`` turns mixed precision on; ``compile`` wraps ``extract`` in
+    ``torch.compile`` (the same features to float rounding; a compilation per input shape).
+    """
+    options = options or {}
+    out = []
+    for spec, w in zip(specs, weights, strict=True):
+        if w == 0:
+            continue
+        if isinstance(spec, Extractor):
+            ext = spec.to(device) if device is not None else spec
+        else:
+            kwargs = {**extractor_knobs(protocol, spec), **options.get(spec, {})}
+            if dtype is not None:
+                kwargs.setdefault("dtype", dtype)
+            ext = create_extractor(spec, pretrained=pretrained, **kwargs)
+            ext.resample = protocol.resample
+            ext = ext.to(device if device is not None else default_device)
+        ext = ext.eval()
+        if autocast is not None:
+            ext.set_autocast(autocast)
+        if compile:
+            ext.extract = torch.compile(ext.extract)
+        out.append((ext, float(w)))
+    return out
