@@ -191,6 +191,16 @@ def main() -> int:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "pythonpath": os.environ.get("PYTHONPATH", ""),
+        "environment": {
+            k: os.environ.get(k)
+            for k in (
+                "CUDA_VISIBLE_DEVICES",
+                "PYTORCH_CUDA_ALLOC_CONF",
+                "OMP_NUM_THREADS",
+                "TORCHINDUCTOR_CACHE_DIR",
+                "HF_HUB_OFFLINE",
+            )
+        },
     }
     try:
         with open("/proc/cpuinfo") as f:

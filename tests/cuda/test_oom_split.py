@@ -49,15 +49,17 @@ def capped(cuda):
     """``cap(extra_mib)``: the allocator may hold only what it holds now plus ``extra_mib``;
     the fraction is reset to 1 afterwards."""
 
+    index = torch.cuda.current_device()  # this call wants an index, not torch.device("cuda")
+
     def cap(extra_mib: float) -> None:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-        total = torch.cuda.get_device_properties(cuda).total_memory
-        allowed = torch.cuda.memory_reserved(cuda) + extra_mib * MIB
-        torch.cuda.set_per_process_memory_fraction(allowed / total, cuda)
+        total = torch.cuda.get_device_properties(index).total_memory
+        allowed = torch.cuda.memory_reserved(index) + extra_mib * MIB
+        torch.cuda.set_per_process_memory_fraction(allowed / total, index)
 
     yield cap
-    torch.cuda.set_per_process_memory_fraction(1.0, cuda)
+    torch.cuda.set_per_process_memory_fraction(1.0, index)
     torch.cuda.empty_cache()
 
 
