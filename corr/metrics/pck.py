@@ -36,6 +36,7 @@ import csv
 import io
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "pair_distances",
     "evaluate",
     "format_table",
+    "TABLE_WIDTH",
     "write_csv",
 ]
 
@@ -252,10 +254,19 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def format_table(result: dict[str, Any], alphas: Sequence[float] | None = None) -> str:
+#: the widest line :func:`format_table` writes (columns of a terminal)
+TABLE_WIDTH = 100
+
+
+def format_table(
+    result: dict[str, Any], alphas: Sequence[float] | None = None, width: int = TABLE_WIDTH
+) -> str:
     """Plain-text per-category table (percentages) of an :func:`evaluate` result.
 
-    ``alphas`` picks and orders the columns (default: all alphas of the result).
+    ``alphas`` picks and orders the columns (default: all alphas of the result). Lines stay
+    within ``width`` characters: the columns are split into blocks, one under the other, each
+    starting with the category (a column pair, e.g. ``0.10 img`` and ``0.10 kp``, is never
+    split); the CSV of :func:`write_csv` keeps every figure in one row per category.
     """
     keys = [alpha_key(a) for a in alphas] if alphas is not None else list(result["alphas"])
     missing = [k for k in keys if k not in result["alphas"]]
@@ -266,40 +277,71 @@ def format_table(result: dict[str, Any], alphas: Sequence[float] | None = None) 
     t_ref = T_REF.get(dataset, "the record's pck_size")
     header = [
         f"PCK@alpha in % ({dataset or 'pairs'}): correct if ||pred - gt|| < alpha * T_ref, "
-        f"T_ref = {t_ref}; keypoints visible in both images.",
-        "img = per image (mean over pairs of each pair's PCK); kp = per keypoint "
-        "(all correct / all evaluated)" + ("; geo = geometry-aware subset." if with_geo else "."),
+        "keypoints visible in both images;",
+        f"T_ref = {t_ref}.",
+        "img = per image (mean of the pairs' PCKs); kp = per keypoint "
+        "(all correct / all evaluated)" + (";" if with_geo else "."),
     ]
-    cols = ["category", "pairs", "kps"]
-    for k in keys:
-        cols += [f"{k} img", f"{k} kp"]
     if with_geo:
-        cols += ["geo pairs%", "geo kps%"]
+        header.append("geo = geometry-aware subset.")
+    header = [part for line in header for part in textwrap.wrap(line, width)]
+    rows = _rows(result)
+    # column groups, each a list of (title, cell per row)
+    groups = [
+        [
+            ("pairs", [str(b["n_pairs"]) for _, b in rows]),
+            ("kps", [str(b["n_keypoints"]) for _, b in rows]),
+        ]
+    ]
+    for k in keys:
+        groups.append(
+            [
+                (f"{k} img", [_pct(b["pck_per_image"][k]) for _, b in rows]),
+                (f"{k} kp", [_pct(b["pck_per_keypoint"][k]) for _, b in rows]),
+            ]
+        )
+    if with_geo:
+        groups.append(
+            [
+                ("geo pairs%", [_pct(b["geo"]["share_pairs"]) for _, b in rows]),
+                ("geo kps%", [_pct(b["geo"]["share_keypoints"]) for _, b in rows]),
+            ]
+        )
         for k in keys:
-            cols += [f"geo {k} img", f"geo {k} kp"]
-    body = []
-    for name, b in _rows(result):
-        row = [name, str(b["n_pairs"]), str(b["n_keypoints"])]
-        for k in keys:
-            row += [_pct(b["pck_per_image"][k]), _pct(b["pck_per_keypoint"][k])]
-        if with_geo:
-            g = b["geo"]
-            row += [_pct(g["share_pairs"]), _pct(g["share_keypoints"])]
-            for k in keys:
-                row += [_pct(g["pck_per_image"][k]), _pct(g["pck_per_keypoint"][k])]
-        body.append(row)
-    widths = [max(len(r[i]) for r in [cols, *body]) for i in range(len(cols))]
+            groups.append(
+                [
+                    (f"geo {k} img", [_pct(b["geo"]["pck_per_image"][k]) for _, b in rows]),
+                    (f"geo {k} kp", [_pct(b["geo"]["pck_per_keypoint"][k]) for _, b in rows]),
+                ]
+            )
+    names = [name for name, _ in rows]
+    lead = max(len("category"), *map(len, names))
 
-    def fmt(row: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
+    def col_width(col: tuple[str, list[str]]) -> int:
+        return max(len(col[0]), *map(len, col[1]))
 
-    rule = "-" * len(fmt(cols))
-    lines = [*header, fmt(cols), rule]
-    lines += [fmt(r) for r in body[:-1]]
-    lines += [rule, fmt(body[-1])]
+    blocks: list[list[tuple[str, list[str]]]] = []
+    used = width + 1
+    for group in groups:
+        need = sum(2 + col_width(c) for c in group)
+        if blocks and used + need <= width:
+            blocks[-1] += group
+            used += need
+        else:
+            blocks.append(list(group))
+            used = lead + need
+    lines = list(header)
+    for n, block in enumerate(blocks):
+        widths = [col_width(c) for c in block]
+
+        def fmt(first: str, cells: list[str], widths: list[int] = widths) -> str:
+            parts = [first.ljust(lead)] + [c.rjust(w) for c, w in zip(cells, widths, strict=True)]
+            return "  ".join(parts).rstrip()
+
+        title = fmt("category", [c[0] for c in block])
+        rule = "-" * len(title)
+        body = [fmt(name, [c[1][i] for c in block]) for i, name in enumerate(names)]
+        lines += ([""] if n else []) + [title, rule, *body[:-1], rule, body[-1]]
     empty = result["overall"].get("n_pairs_without_keypoints", 0)
     if empty:
         lines.append(f"({empty} pairs without mutually visible keypoints are not averaged)")
