@@ -18,7 +18,6 @@ def launch(argv: Sequence[str] | None = None, *, block: bool = True):
         prog="python -m corr.app",
         description="Interactive semantic correspondence in the browser: click a point on one "
         "image, see its match on the other (needs the [app] extra: gradio).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--backbone",
@@ -26,18 +25,28 @@ def launch(argv: Sequence[str] | None = None, *, block: bool = True):
         default=None,
         help="initial backbone (default: sd-dino when its weights are here, else mobilenet)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
-    p.add_argument("--max-display", type=int, default=1024, help="longest side shown, in pixels")
+    p.add_argument("--device", default="auto", help="auto (the default), cpu, cuda, cuda:1, mps")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--port", type=int, default=7860, help="port to listen on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-display",
+        type=int,
+        default=1024,
+        help="longest side shown, in pixels (default: %(default)s)",
+    )
     args = p.parse_args(argv)
-    log = setup_cli_logging()
+    setup_cli_logging()
     from .ui import build_blocks, theme
 
     app = DemoApp(device=args.device, backbone=args.backbone, max_display=args.max_display)
     blocks = build_blocks(app)
     allowed = sorted({str(Path(f).parent) for pair in bundled_examples() for f in pair})
-    log.warning("corr.app: serving on http://%s:%d (Ctrl-C stops it)", args.host, args.port)
+    # the command's normal output, not a log record (warnings stay for what went wrong)
+    print(f"corr.app: serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     blocks.launch(
         server_name=args.host,
         server_port=args.port,
