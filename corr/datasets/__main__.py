@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a data set folder: layout, annotations, images, pair counts, files outside",
         description="Report missing images, unreadable annotations and the pair count per split "
         "against the published counts, and every name in a data file or symbolic link that leads "
-        "outside the folder (nothing is read through such a link). Exit status 0: all good, 1: "
-        "problems found.",
+        "outside the folder (nothing is read through such a link). A subset of a published data "
+        "set (some of its splits, fewer pairs, e.g. tests/data/minireal) is said to be one: the "
+        "splits and pairs it lacks are information. Exit status 0: all good, 1: problems found.",
     )
     c.add_argument("dataset", choices=NAMES)
     c.add_argument("--root", required=True, help="the data set folder, e.g. data/SPair-71k")
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         action="append",
         dest="splits",
-        help="check only this split (repeatable; AP-10K: a PairAnnotation folder name)",
+        help="check only this split, which must then be there (repeatable; AP-10K: a "
+        "PairAnnotation folder name)",
     )
     c.add_argument(
         "--quick", action="store_true", help="images: check existence and header only, no decoding"

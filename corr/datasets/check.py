@@ -8,7 +8,9 @@ Reports, for SPair-71k, PF-Pascal or a built AP-10K folder:
 * images: files the pairs need that are missing or cannot be decoded (``quick``: only that each
   exists and has a readable header);
 * the number of pairs per split against the published counts (``sources.json``; for AP-10K the
-  counts the builder wrote into ``manifest.json``);
+  counts the builder wrote into ``manifest.json``); a *subset* of the published data set (see
+  :attr:`CheckReport.subset`, e.g. the repository's ``tests/data/minireal``) is reported as
+  such: the splits it does not have and its smaller counts are information, not problems;
 * files outside the data set folder: a name in a data file that leaves it (refused by the
   loaders, :func:`~.records.data_path`), and, checked first, every symbolic link in the folder
   whose real target (all links followed) lies outside it. Such links are listed and the folder is
@@ -61,6 +63,31 @@ class CheckReport:
     unreadable_images: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
     outside: list[tuple[Path, str]] = field(default_factory=list)  # (file or link, why)
     not_checked: str = ""  # why the folder was not read (links leading outside it)
+    absent_splits: dict[str, Path] = field(default_factory=dict)  # split -> its missing list
+    named_splits: list[str] = field(default_factory=list)  # splits the caller asked for
+    expected_is_published: bool = False  # expected = the published counts of the full release
+
+    @property
+    def subset(self) -> bool:
+        """True when this copy is a subset of the published data set: the counts compared
+        with are the full release's published ones (not a builder's manifest, not counts the
+        caller gave), at least one split is present, every present split holds at least one
+        and at most its published number of pairs, every split the caller named is present,
+        and something is less than published (a split absent, or fewer pairs). A subset's
+        absent splits and smaller counts are information; anything else found wrong in it is
+        still a problem."""
+        present = [s for s in self.pairs if s not in self.absent_splits]
+        if not self.expected_is_published or not present:
+            return False
+        if any(s in self.absent_splits for s in self.named_splits):
+            return False
+        short = False
+        for split in present:
+            found, want = self.pairs[split], self.expected.get(split)
+            if found < 1 or (want is not None and found > want):
+                return False
+            short = short or (want is not None and found < want)
+        return short or bool(self.absent_splits)
 
     @property
     def count_mismatches(self) -> dict[str, tuple[int, int]]:
@@ -72,16 +99,27 @@ class CheckReport:
         }
 
     @property
+    def count_problems(self) -> dict[str, tuple[int, int]]:
+        """:attr:`count_mismatches` that are problems: all of them, except in a subset."""
+        return {} if self.subset else self.count_mismatches
+
+    @property
+    def missing_splits(self) -> list[Path]:
+        """The pair lists of absent splits, when that is a problem (not in a subset)."""
+        return [] if self.subset else list(self.absent_splits.values())
+
+    @property
     def ok(self) -> bool:
         return not (
             self.outside
             or self.not_checked
             or self.layout_missing
+            or self.missing_splits
             or self.missing_annotations
             or self.unreadable_annotations
             or self.missing_images
             or self.unreadable_images
-            or self.count_mismatches
+            or self.count_problems
         )
 
     def format(self) -> str:
@@ -98,15 +136,24 @@ class CheckReport:
         if self.not_checked:
             lines += [f"  not checked further: {self.not_checked}", "PROBLEMS: listed above"]
             return "\n".join(lines)
-        if self.layout_missing:
-            lines.append(f"  layout       {len(self.layout_missing)} missing:")
-            lines += [f"    {p}" for p in self.layout_missing[:_SHOW]]
+        layout_missing = [*self.layout_missing, *self.missing_splits]
+        if layout_missing:
+            lines.append(f"  layout       {len(layout_missing)} missing:")
+            lines += [f"    {p}" for p in layout_missing[:_SHOW]]
         else:
             lines.append("  layout       ok")
         splits = list(dict.fromkeys([*self.expected, *self.pairs]))
+        subset = self.subset
         for i, split in enumerate(splits):
             found, want = self.pairs.get(split, 0), self.expected.get(split)
-            if want is None:
+            if subset and split in self.absent_splits:
+                published = "no published count" if want is None else f"published {want:,}"
+                head = "  pairs        " if i == 0 else "               "
+                lines.append(f"{head}{split} not in this copy ({published})")
+                continue
+            if subset and want is not None and found < want:
+                verdict = f"of {want:,} published"
+            elif want is None:
                 verdict = "(no published count)"
             elif found == want:
                 verdict = f"(published {want:,}) ok"
@@ -137,6 +184,11 @@ class CheckReport:
                 lines += [f"    {p}: {why}" for p, why in items[:_SHOW]]
                 if len(items) > _SHOW:
                     lines.append(f"    ... and {len(items) - _SHOW:,} more")
+        if subset:
+            lines += [
+                "  a subset     of the published release: what it lacks (above) is no problem",
+                "               (--split NAME makes a split required)",
+            ]
         if self.ok:
             lines.append("OK")
         else:
@@ -145,12 +197,12 @@ class CheckReport:
                     bool,
                     (
                         self.outside,
-                        self.layout_missing,
+                        layout_missing,
                         self.missing_annotations,
                         self.unreadable_annotations,
                         self.missing_images,
                         self.unreadable_images,
-                        self.count_mismatches,
+                        self.count_problems,
                     ),
                 )
             )
@@ -255,7 +307,7 @@ def _check_spair(
             report.layout_missing.append(layout_file)
             files = sorted(pair_dir.glob("*.json"))
         else:
-            report.layout_missing.append(pair_dir)
+            report.absent_splits[split] = pair_dir
             report.pairs[split] = 0
             continue
         report.pairs[split] = len(files)
@@ -298,7 +350,7 @@ def _check_pfpascal(
         try:
             csv_path, base = locate_pfpascal(root, split)
         except DatasetLayoutError as err:
-            report.layout_missing.append(err.missing)
+            report.absent_splits[split] = err.missing
             report.pairs[split] = 0
             continue
         try:
@@ -367,7 +419,7 @@ def _check_ap10k(
             report.unreadable_annotations.append((folder, "not an AP-10K split folder"))
             continue
         if not folder.is_dir():
-            report.layout_missing.append(folder)
+            report.absent_splits[split_dir] = folder
             report.pairs[split_dir] = 0
             continue
         report.pairs[split_dir] = len(list(folder.glob("*.json")))
@@ -414,6 +466,12 @@ def check_dataset(
             if published is not None
             else entry.get("published_pairs_from", "")
         )
+        report.expected_is_published = published is None
+    if splits is not None:  # the splits asked for by name must be there (SPair: "train" = "trn")
+        from .spair import spair_split
+
+        name = spair_split if dataset == "spair" else str
+        report.named_splits = [name(s) for s in splits]
     if splits is None:
         splits = list(counts) if dataset != "ap10k" else []
     allowed = []  # (folder of links, folder they may lead to)

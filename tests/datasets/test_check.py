@@ -41,16 +41,19 @@ def test_complete_spair_copy_is_ok(minireal: Path, tmp_path: Path) -> None:
 
 
 def test_minireal_spair_against_the_published_counts(minireal: Path) -> None:
+    """The bundled subset: its absent splits and smaller count are information (a subset)."""
     n = len((minireal / "SPair-71k/Layout/large/test.txt").read_text().split())
     report = check_dataset("spair", minireal / "SPair-71k", progress=False)
     assert report.count_mismatches == {"trn": (0, 53340), "val": (0, 5384), "test": (n, 12234)}
     assert not report.missing_images and not report.unreadable_images
     assert not report.unreadable_annotations and not report.missing_annotations
-    assert minireal / "SPair-71k/PairAnnotation/trn" in report.layout_missing
+    assert report.absent_splits["trn"] == minireal / "SPair-71k/PairAnnotation/trn"
+    assert report.subset and report.ok and not report.layout_missing
     text = report.format()
-    assert f"test {n} (published 12,234) MISMATCH: {n - 12234:+,}" in text and not report.ok
+    assert f"test {n} of 12,234 published" in text and "trn not in this copy" in text
+    assert "MISMATCH" not in text and text.endswith("OK")
     one = check_dataset("spair", minireal / "SPair-71k", splits=["test"])
-    assert one.count_mismatches == {"test": (n, 12234)} and not one.layout_missing
+    assert one.count_mismatches == {"test": (n, 12234)} and not one.layout_missing and one.ok
 
 
 def test_spair_problems_are_each_named(minireal: Path, tmp_path: Path) -> None:
@@ -100,10 +103,11 @@ def test_minireal_pfpascal_against_the_published_count(minireal: Path) -> None:
     assert report.pairs["test"] == len(rows) and report.count_mismatches == {
         "test": (len(rows), 299)
     }
-    assert report.layout_missing == [minireal / "PF-Pascal/val_pairs_pf_pascal.csv"]
+    assert report.absent_splits == {"val": minireal / "PF-Pascal/val_pairs_pf_pascal.csv"}
+    assert report.subset and report.ok and not report.layout_missing
     assert report.images_checked == len({c for r in rows for c in r[:2]})
     assert not report.missing_images and not report.unreadable_images
-    assert f"test {len(rows)} (published 299) MISMATCH" in report.format()
+    assert f"test {len(rows)} of 299 published" in report.format()
 
 
 def test_pfpascal_bad_row_and_missing_image(minireal: Path, tmp_path: Path) -> None:
@@ -165,8 +169,8 @@ def test_cli_check_loads_no_model_code(minireal: Path) -> None:
         "print([m for m in ('torch', 'timm', 'diffusers') if m in sys.modules], rc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines()[-1] == "[] 1"
-    assert "MISMATCH" in out.stdout
+    assert out.stdout.splitlines()[-1] == "[] 0"
+    assert "of 299 published" in out.stdout
 
 
 @pytest.mark.parametrize("args", [["check", "cub", "--root", "x"], ["check", "spair"]])
