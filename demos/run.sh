@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo from nothing: set up .venv (bash .ci/setup), then transfer the bundled tiger's
+# The demo from nothing: set up .venv (bash .ci/setup: Python packages in .venv only, skipped
+# when .venv already matches; no system packages), then transfer the bundled tiger's
 # keypoints onto another tiger and draw the fused-feature view (gazelle, jaguar), both with the ImageNet
 # MobileNetV2 (real weights, installed by the set-up; no Stable Diffusion / DINOv2 weights
 # needed). Figures and JSON go to demos/out/. Extra arguments go to keypoint_transfer.py,
