@@ -4,14 +4,18 @@ optimiser and schedule, and the recipes' switches. The training loop is built on
 - :mod:`corr.train.recipe`: :class:`Recipe` (every switch, its value and source), ``RECIPES``;
 - :mod:`corr.train.losses`: :func:`clip_loss`, :class:`SoftArgmaxFlow`, :func:`pair_loss`;
 - :mod:`corr.train.augment`: flips of keypoints and the flip terms, Gaussian flow noise;
-- :mod:`corr.train.schedule`: AdamW and the one-cycle schedule.
+- :mod:`corr.train.schedule`: AdamW and the one-cycle schedule;
+- :mod:`corr.train.data`, :mod:`corr.train.loop`, :mod:`corr.train.validation`,
+  :mod:`corr.train.state`: the training run (:func:`train`, ``python -m corr.train``): pairs
+  from the feature cache, the steps, validation, resumable state.
 """
 
 from __future__ import annotations
 
 from .augment import flip_keypoints, flip_permutation_for, flip_views, flow_noise, threshold_cells
+from .loop import TrainOptions, train
 from .losses import SoftArgmaxFlow, clip_loss, flow_loss, keypoint_positions, pair_loss
-from .recipe import RECIPES, Recipe, get_recipe
+from .recipe import RECIPES, TRAINING_RECIPES, Recipe, get_recipe, training_recipe
 from .schedule import (
     build_optimizer,
     build_scheduler,
@@ -22,7 +26,9 @@ from .schedule import (
 
 __all__ = [
     "RECIPES",
+    "TRAINING_RECIPES",
     "Recipe",
+    "TrainOptions",
     "SoftArgmaxFlow",
     "build_optimizer",
     "build_scheduler",
@@ -39,4 +45,6 @@ __all__ = [
     "pair_loss",
     "scheduler_total_steps",
     "threshold_cells",
+    "train",
+    "training_recipe",
 ]

@@ -15,7 +15,9 @@ from typing import Any
 __all__ = [
     "Recipe",
     "RECIPES",
+    "TRAINING_RECIPES",
     "get_recipe",
+    "training_recipe",
     "ANNO_SIZE",
     "NUM_PATCHES",
     "SPAIR_TRAIN_PAIRS",
@@ -95,6 +97,9 @@ class Recipe:
     soft_eval: bool = True
     #: SOFT_EVAL_WINDOW (argparse 7): radius of the evaluation window
     soft_eval_window: int = 7
+    #: pairs per epoch of the one-cycle / cosine schedule: ``None`` = the training set's own
+    #: (ours); the reference hard-codes 53339 (:data:`SPAIR_TRAIN_PAIRS`) for every data set
+    schedule_pairs: int | None = None
 
     @property
     def pair_augment(self) -> bool:
@@ -149,3 +154,53 @@ def get_recipe(name: str | Recipe) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown training recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
+
+
+#: the recipes of ``python -m corr.train --recipe``: what each switches on any data set
+TRAINING_RECIPES = ("geoaware", "geoaware-ap10k-pt", "sd-dino-s")
+_BASE = {"spair": _SPAIR, "ap10k": _AP10K, "pfpascal": _PASCAL}
+#: the AP-10K pre-trained adapter the ``geoaware-ap10k-pt`` recipe starts from (corr.weights)
+AP10K_PRETRAINED = "geoaware-ap10k"
+
+
+def training_recipe(name: str, dataset: str, **overrides: Any) -> Recipe:
+    """The recipe ``name`` (:data:`TRAINING_RECIPES`) for ``dataset``, with ``overrides`` (any
+    :class:`Recipe` field) put over it.
+
+    - ``geoaware``: GeoAware-SC's recipe for the data set (``train_spair.yaml``,
+      ``train_ap10k.yaml``, ``train_pascal.yaml``) from a fresh adapter;
+    - ``geoaware-ap10k-pt``: the same, started from the AP-10K pre-trained adapter
+      (``init_from="geoaware-ap10k"``: the reference's SPair and PF-Pascal configs);
+    - ``sd-dino-s``: the SD+DINO (S) baseline: sparse CLIP loss only, no flip terms, nearest
+      neighbour evaluation, a fresh adapter.
+    """
+    if dataset not in _BASE:
+        raise ValueError(f"unknown data set {dataset!r}; training knows {', '.join(_BASE)}")
+    base = _BASE[dataset]
+    if name == "geoaware":
+        recipe = replace(base, init_from=None)
+    elif name == "geoaware-ap10k-pt":
+        if dataset == "ap10k":
+            raise ValueError(
+                "--recipe geoaware-ap10k-pt starts from the AP-10K pre-trained adapter; on "
+                "ap10k itself that pre-training is --recipe geoaware"
+            )
+        recipe = replace(base, init_from=AP10K_PRETRAINED)
+    elif name == "sd-dino-s":
+        recipe = replace(
+            base,
+            dense_obj=False,
+            flip_weight=0.0,
+            double_flip_weight=0.0,
+            self_flip_weight=0.0,
+            soft_eval=False,
+            init_from=None,
+        )
+    else:
+        raise ValueError(
+            f"unknown training recipe {name!r}; choose one of {', '.join(TRAINING_RECIPES)}"
+        )
+    unknown = sorted(set(overrides) - set(Recipe.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown recipe fields {unknown}")
+    return replace(recipe, name=f"{name}/{dataset}", **overrides)

@@ -66,12 +66,17 @@ def scheduler_total_steps(recipe: Recipe | None = None) -> int:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, recipe: Recipe | None = None
+    optimizer: torch.optim.Optimizer,
+    recipe: Recipe | None = None,
+    pairs_per_epoch: int | None = None,
 ) -> LRScheduler | None:
     """The recipe's scheduler on ``optimizer``, built as the reference does (module docstring);
-    ``None`` when ``recipe.scheduler`` is None (constant learning rate)."""
+    ``None`` when ``recipe.scheduler`` is None (constant learning rate). ``pairs_per_epoch``
+    replaces the reference's hard-coded 53339 (the training loop passes the training set's
+    size, or ``recipe.schedule_pairs``)."""
     recipe = recipe if recipe is not None else Recipe()
-    steps = SPAIR_TRAIN_PAIRS // recipe.batch_size
+    pairs = SPAIR_TRAIN_PAIRS if pairs_per_epoch is None else int(pairs_per_epoch)
+    steps = max(1, pairs // recipe.batch_size)
     if recipe.scheduler is None:
         return None
     if recipe.scheduler == "one_cycle":
