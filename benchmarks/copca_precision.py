@@ -37,7 +37,7 @@ def minireal_images(limit: int) -> list[Path]:
     if not root.is_dir():
         root = REPO / "tests" / "data" / "minireal" / "SPair-71k" / "JPEGImages"
     found = sorted(root.glob("*/*.jpg")) if root.is_dir() else []
-    return [*sorted((REPO / "demos" / "assets").glob("*.jpg")), *found][:limit]
+    return [*sorted((REPO / "corr" / "samples").glob("*.jpg")), *found][:limit]
 
 
 def agreement(images: list[Path], n_pairs: int, dim: int) -> dict:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     images = minireal_images(args.pairs + 2)
     if len(images) < 2:
-        print("error: no images found (demos/assets)", file=sys.stderr)
+        print("error: no images found (corr/samples)", file=sys.stderr)
         return 2
     res = agreement(images, args.pairs, args.dim)
     for r in res["pairs"]:

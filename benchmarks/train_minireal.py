@@ -52,6 +52,11 @@ def make_splits(minireal: Path, dest: Path) -> dict[str, list[str]]:
     return splits
 
 
+def _epoch_losses(run_dir: Path, pairs: int) -> list[float]:
+    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [sum(e["loss"] for e in part) / len(part) for part in (log[:pairs], log[-pairs:])]
+
+
 def pck(matcher, records, alpha: float = 0.10) -> float:
     """PCK@alpha per image (mean over pairs) of ``matcher``'s predictions."""
     from corr.metrics import alpha_key, evaluate
@@ -66,9 +71,15 @@ def pck(matcher, records, alpha: float = 0.10) -> float:
 
 
 def run(
-    out: Path, epochs: int, seed: int, recipe_name: str = "geoaware", progress: bool = True
+    out: Path,
+    epochs: int,
+    seed: int,
+    recipe_name: str = "geoaware",
+    progress: bool = True,
+    extra: dict | None = None,
 ) -> dict:
-    """Train on the ``trn`` pairs and measure; the figures of ``summary.json``."""
+    """Train on the ``trn`` pairs and measure; the figures of ``summary.json``. ``extra``:
+    more recipe fields (e.g. ``{"lr": 5e-3, "scheduler": None}``)."""
     import corr
     from corr.adapters import load_adapter
     from corr.datasets import load_pairs
@@ -78,6 +89,7 @@ def run(
     splits = make_splits(MINIREAL, data)
     cache = out / "cache"
     recipe = {"epochs": epochs, "projection_dim": 128, "seed": seed, "eval_every": 10**6}
+    recipe.update(extra or {})
     opts = TrainOptions(
         dataset="spair",
         root=str(data),
@@ -104,6 +116,7 @@ def run(
         "pairs": {s: len(v) for s, v in splits.items()},
         "pck@0.10": rows,
         "loss": results["loss"],
+        "mean_loss_first_and_last_epoch": _epoch_losses(out / "run", len(splits["trn"])),
         "steps": results["steps"],
         "train_seconds": round(seconds, 1),
         "config": {"recipe": results["config"]["recipe"], "command": " ".join(sys.argv)},
@@ -124,10 +137,16 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--recipe", default="geoaware", choices=("geoaware", "sd-dino-s"))
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--constant-lr", action="store_true", help="no schedule: the lr throughout")
     args = p.parse_args(argv)
-    s = run(Path(args.out), args.epochs, args.seed, args.recipe)
+    extra = {} if args.lr is None else {"lr": args.lr}
+    if args.constant_lr:
+        extra["scheduler"] = None
+    s = run(Path(args.out), args.epochs, args.seed, args.recipe, extra=extra)
     print(json.dumps(s["pck@0.10"], indent=2))
-    print(f"loss {s['loss']['first']:.4f} -> {s['loss']['last']:.4f} in {s['steps']} steps")
+    first, last = s["mean_loss_first_and_last_epoch"]
+    print(f"mean loss of the first epoch {first:.3f}, of the last {last:.3f} ({s['steps']} steps)")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,15 @@ from torch import nn
 
 from .adapters import adapter_descriptor, open_adapter
 from .alignment import FLIP_DISTANCES
-from .cache import FeatureCache, image_key
+from .cache import FeatureCache
 from .devices import resolve_device
 from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, build_extractors
 from .extractors.base import autocast_name
+from .features import ImageFeatures, image_features
 from .fusion import build_descriptors_many, fusion_weights
 from .geometry import RESIZE_MODES, Letterbox, Stretch, make_frame
-from .io import ImageLike, load_image
+from .io import ImageLike
 from .matching import METHODS, WINDOW_MODES
 from .outputs import DenseOutput, MatchOutput, WarpOutput
 from .pair import Pair
@@ -56,16 +56,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-@dataclass
-class ImageFeatures:
-    """The feature maps of one image: one ``{name: (C, h, w)}`` dict per extractor."""
-
-    key: str
-    width: int
-    height: int
-    maps: list[dict[str, torch.Tensor]] = field(repr=False)
 
 
 class Matcher(nn.Module):
@@ -127,10 +117,11 @@ class Matcher(nn.Module):
         adapter: a supervised adapter (:mod:`corr.adapters`) that replaces fusion: a
             registered name (``geoaware-spair``, ``geoaware-ap10k``), a path (ours, or a
             GeoAware-SC ``.PTH``) or an ``AggregationNetwork``. Every extractor runs (``fuse``,
-            ``weights``, ``pca_dim`` and ``fusion`` do not apply and are refused); ``method``
-            and ``window`` default to the adapter's evaluation (GeoAware-SC's: window
-            soft-argmax, radius 7). The matching knobs stay the protocol's (``geoaware``: the
-            features its released adapters were trained on).
+            ``weights``, ``pca_dim`` and ``fusion`` do not apply and are refused); without
+            ``extractors``, those it was trained on; ``method`` and ``window`` default to the
+            adapter's evaluation (GeoAware-SC's: window soft-argmax, radius 7). The other
+            knobs stay the protocol's; a protocol other than the one of its training features
+            (``geoaware`` for GeoAware-SC's adapters) is logged as a warning.
     """
 
     def __init__(
@@ -168,6 +159,20 @@ class Matcher(nn.Module):
     ) -> None:
         super().__init__()
         self.protocol = get_protocol(protocol)
+        self.adapter_record: dict[str, Any] | None = None
+        adapter_module = None
+        if adapter is not None:
+            adapter_module, self.adapter_record = open_adapter(adapter)
+            trained_on = self.adapter_record["features"]
+            if extractors is None:  # the features it was trained on
+                extractors = list(trained_on["extractors"])
+            if trained_on["protocol"] != self.protocol.name:
+                logger.warning(
+                    "adapter %s was trained on %s features, used here with protocol %s",
+                    self.adapter_record["name"],
+                    trained_on["protocol"],
+                    self.protocol.name,
+                )
         if extractors is None:
             extractors = list(self.protocol.extractors)
         given = {
@@ -196,9 +201,7 @@ class Matcher(nn.Module):
             raise ValueError(
                 "extractors is empty: give a preset name, registered names or Extractor objects"
             )
-        self.adapter_record: dict[str, Any] | None = None
-        adapter_module = None
-        if adapter is not None:
+        if adapter_module is not None:
             given_fusion = [
                 k for k in ("fuse", "pca_dim", "fusion") if given[k] not in (None, UNSET)
             ]
@@ -208,7 +211,6 @@ class Matcher(nn.Module):
                     "an adapter replaces fusion (it takes every extractor's raw maps); drop "
                     "these, or the adapter"
                 )
-            adapter_module, self.adapter_record = open_adapter(adapter)
             evaluation = self.adapter_record["evaluation"]
             if method is None:
                 knobs["method"] = "softargmax" if evaluation["soft_eval"] else "nn"
@@ -357,48 +359,20 @@ class Matcher(nn.Module):
         mirrored: bool = False,
     ) -> ImageFeatures:
         """Feature maps of one image (its horizontal mirror with ``mirrored=True``), from the
-        cache when it has them; a file already extracted is not decoded again."""
-        is_path = isinstance(image, (str, os.PathLike))
-        found_key, cached = None, [None] * len(self.extractors)
-        if is_path:
-            found = self.cache.lookup_path(image, mirrored, self.exif_transpose)
-            if found is not None:
-                found_key, w, h = found
-                cached = [
-                    self.cache.get(found_key, self.cache_config(e, category))
-                    for e in self.extractors
-                ]
-                if all(m is not None for m in cached):
-                    return ImageFeatures(found_key, w, h, [self._on_device(m) for m in cached])
-        arr = load_image(image, name=name, exif_transpose=self.exif_transpose)
-        if mirrored:
-            arr = np.ascontiguousarray(arr[:, ::-1])
-        h, w = arr.shape[:2]
-        key = image_key(arr)
-        looked_up = key == found_key  # the cache was already asked for this key above
-        if not looked_up:  # (an index entry pointing elsewhere found nothing of this image)
-            cached = [None] * len(self.extractors)
-        maps_all = []
-        for ext, maps in zip(self.extractors, cached, strict=True):
-            cfg = self.cache_config(ext, category)
-            if maps is None and not looked_up:
-                maps = self.cache.get(key, cfg)
-            if maps is None:
-                lb = make_frame(w, h, ext.input_size, self.resize)
-                boxed = lb.apply(arr, resample=ext.resample)
-                pixels = torch.from_numpy(boxed).permute(2, 0, 1)[None].float().div(255.0)
-                out = ext(pixels.to(ext.device), category=category)
-                # use the fp16-rounded maps the cache stores, so results never depend on
-                # whether an image's features were fresh or cached (e.g. after a resume)
-                maps = {k: v[0].detach().half().float() for k, v in out.items()}
-                self.cache.put(key, cfg, maps)
-            maps_all.append(self._on_device(maps))
-        if is_path:
-            self.cache.remember_path(image, mirrored, key, w, h, exif=self.exif_transpose)
-        return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
-
-    def _on_device(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, torch.float32, non_blocking=True) for k, v in maps.items()}
+        cache when it has them; a file already extracted is not decoded again. Maps are
+        float32 on :attr:`device` (the fp16-rounded values the cache stores)."""
+        return image_features(
+            list(self.extractors),
+            self.cache,
+            self.cache_config,
+            image,
+            category,
+            name,
+            mirrored,
+            resize=self.resize,
+            exif_transpose=self.exif_transpose,
+            device=self.device,
+        )
 
     def extract(
         self,

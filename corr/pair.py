@@ -42,7 +42,8 @@ from .outputs import DenseOutput, MatchOutput, WarpOutput, to_torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geometry import Letterbox, Stretch
-    from .matcher import ImageFeatures, Matcher
+    from .features import ImageFeatures
+    from .matcher import Matcher
 
 Category = str | tuple[str | None, str | None] | None
 
@@ -147,7 +148,7 @@ class Pair:
     # ------------------------------------------------------------------ what the pair holds
     @property
     def features(self) -> tuple[ImageFeatures, ImageFeatures]:
-        """The source's and the target's :class:`~corr.matcher.ImageFeatures`."""
+        """The source's and the target's :class:`~corr.features.ImageFeatures`."""
         if self._src_features is None:
             self._src_features = self.matcher.features(
                 self.src, self.category[0], "src", mirrored=self.mirrored_source

@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 import corr.extraction as extraction
+import corr.features
 import corr.matcher
 from corr.extraction import BadImageError, ImageItem, run_adaptive
 from corr.matcher import Matcher
 
-ASSETS = Path(__file__).resolve().parents[1] / "demos" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "corr" / "samples"
 TINY = ["sd-tiny", "dinov2-tiny"]
 
 
@@ -62,7 +63,7 @@ def test_cached_images_are_not_decoded_again(images, tmp_path, monkeypatch):
         raise AssertionError("a cached image was decoded")
 
     monkeypatch.setattr(extraction, "load_image", no_decode)
-    monkeypatch.setattr(corr.matcher, "load_image", no_decode)
+    monkeypatch.setattr(corr.features, "load_image", no_decode)
     fresh = Matcher(TINY, pretrained=False, cache_dir=cache)  # a new process would see the same
     report = fresh.extract(images, batch_size=2, progress=False)
     assert (report.cached, report.computed) == (4, 0)

@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCES = (
     REPO / "tests" / "data" / "minireal",
     REPO / "corr" / "samples",
-    REPO / "demos" / "assets",
 )
 
 

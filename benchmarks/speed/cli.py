@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-files",
         nargs="+",
         default=None,
-        help="photos to use (default: demos/assets + shared/data/minireal)",
+        help="photos to use (default: the bundled samples corr/samples + shared/data/minireal)",
     )
     a("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     a(
@@ -226,7 +226,7 @@ def _inputs(args) -> tuple[list[Path], list[tuple[int, int]]]:
         raise SystemExit(f"image files not found: {', '.join(missing)}")
     if len(files) < 2:
         raise SystemExit(
-            "need at least 2 photos (--image-files, or demos/assets and shared/data/minireal)"
+            "need at least 2 photos (--image-files, or corr/samples and shared/data/minireal)"
         )
     n_images = min(args.images, len(files))
     if n_images < 2:

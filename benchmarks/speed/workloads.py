@@ -26,8 +26,8 @@ def default_images() -> list[Path]:
     """Real photos: the bundled demo assets, then animal photos of ``shared/data/minireal``."""
     jpeg = shared_dir() / "data" / "minireal" / "SPair-71k" / "JPEGImages"
     candidates = [
-        REPO / "demos" / "assets" / "gazelle.jpg",
-        REPO / "demos" / "assets" / "jaguar.jpg",
+        REPO / "corr" / "samples" / "gazelle.jpg",
+        REPO / "corr" / "samples" / "jaguar.jpg",
         jpeg / "atrw" / "atrw_003464.jpg",
         jpeg / "atrw" / "atrw_000061.jpg",
         jpeg / "horse10" / "horse10_0244.jpg",

@@ -246,6 +246,9 @@ def load_adapter(
 #: GeoAware-SC's evaluation of a trained adapter (configs/eval_spair.yaml: SOFT_EVAL true,
 #: argparse SOFT_EVAL_WINDOW 7) when an adapter's recipe does not say otherwise
 REFERENCE_EVALUATION = {"soft_eval": True, "soft_eval_window": 7}
+#: the features GeoAware-SC's adapters were trained on (preprocess_map.py): SD 1.5 + DINOv2-B
+#: under the geoaware protocol, for a recipe that does not name its own
+REFERENCE_FEATURES = {"extractors": ["sd15", "dinov2_vitb14"], "protocol": "geoaware"}
 
 
 def _sha256(path: Path) -> str:
@@ -263,9 +266,10 @@ def open_adapter(spec: str | os.PathLike | torch.nn.Module) -> tuple[Aggregation
     ``geoaware-ap10k``, resolved through :func:`corr.weights.resolve`, never random weights), a
     path (ours: folder, ``.safetensors`` or ``.json``; GeoAware-SC's ``.pth``/``.PTH``) or an
     :class:`AggregationNetwork`. Returns the module (eval mode) and ``{"name", "path",
-    "sha256", "recipe", "evaluation"}``: ``evaluation`` holds ``soft_eval`` (window soft-argmax
-    or nearest neighbour) and ``soft_eval_window``, from the adapter's recipe or else
-    GeoAware-SC's evaluation (soft, radius 7).
+    "sha256", "recipe", "evaluation", "features"}``: ``evaluation`` holds ``soft_eval`` (window
+    soft-argmax or nearest neighbour) and ``soft_eval_window``; ``features`` the
+    ``extractors`` and ``protocol`` it was trained on; each from the adapter's recipe, or else
+    GeoAware-SC's (soft, radius 7; SD 1.5 + DINOv2-B under the geoaware protocol).
     """
     if isinstance(spec, torch.nn.Module):
         if not isinstance(spec, AggregationNetwork):
@@ -292,11 +296,13 @@ def open_adapter(spec: str | os.PathLike | torch.nn.Module) -> tuple[Aggregation
         digest = _sha256(weights)
     recipe = dict(module.config.recipe)
     evaluation = {k: recipe.get(k, v) for k, v in REFERENCE_EVALUATION.items()}
+    features = {k: recipe.get(k, v) for k, v in REFERENCE_FEATURES.items()}
     record = {
         "name": name,
         "path": None if path is None else str(path),
         "sha256": digest,
         "recipe": recipe,
         "evaluation": evaluation,
+        "features": features,
     }
     return module.eval(), record

@@ -157,7 +157,9 @@ def _flip_tables(opts: TrainOptions, recipe: Recipe, records: list[PairRecord]):
     return table, str(source)
 
 
-def _initial_adapter(recipe: Recipe, groups, log) -> tuple[AggregationNetwork, dict | None]:
+def _initial_adapter(
+    recipe: Recipe, groups, matcher, log
+) -> tuple[AggregationNetwork, dict | None]:
     torch.manual_seed(recipe.seed)  # the reference seeds before building the network
     config = AdapterConfig.for_groups(
         groups,
@@ -167,6 +169,9 @@ def _initial_adapter(recipe: Recipe, groups, log) -> tuple[AggregationNetwork, d
             "name": recipe.name,
             "soft_eval": recipe.soft_eval,
             "soft_eval_window": recipe.soft_eval_window,
+            # the features it was trained on: what Matcher(adapter=...) must give it
+            "extractors": list(matcher.specs),
+            "protocol": matcher.protocol.name,
         },
     )
     adapter = AggregationNetwork(config)
@@ -280,7 +285,7 @@ def _train(opts, matcher, out: Path, progress: bool, log, ctx: DistContext) -> d
     first = pairs[0]
     grid = max(m.shape[-1] for m in first.src[-1].values())
     pairs.grid = grid
-    adapter, init = _initial_adapter(recipe, adapter_groups(first.src), log)
+    adapter, init = _initial_adapter(recipe, adapter_groups(first.src), matcher, log)
     flow = SoftArgmaxFlow(grid, recipe.soft_train_window, recipe.soft_argmax_beta)
     model = TrainModel(adapter, flow if recipe.dense_obj else None).to(matcher.device)
     runner = model

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = REPO / "demos" / "assets"
+ASSETS = REPO / "corr" / "samples"
 
 
 def _load():

@@ -99,7 +99,7 @@ def test_sharded_extract_is_read_back_by_the_feature_store(tmp_path):
     from corr import FeatureStore
     from corr.matcher import Matcher
 
-    assets = REPO / "demos" / "assets"
+    assets = REPO / "corr" / "samples"
     args = ["--images", str(assets), "--out", str(tmp_path / "f"), "--flip", "--no-progress"]
     args += ["--extractor", "corr.contrib.mobilenet:mobilenetv2"]
     _launch(2, "corr.extract", args, _env())
