@@ -52,11 +52,6 @@ def make_splits(minireal: Path, dest: Path) -> dict[str, list[str]]:
     return splits
 
 
-def _epoch_losses(run_dir: Path, pairs: int) -> list[float]:
-    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
-    return [sum(e["loss"] for e in part) / len(part) for part in (log[:pairs], log[-pairs:])]
-
-
 def pck(matcher, records, alpha: float = 0.10) -> float:
     """PCK@alpha per image (mean over pairs) of ``matcher``'s predictions."""
     from corr.metrics import alpha_key, evaluate
@@ -116,7 +111,6 @@ def run(
         "pairs": {s: len(v) for s, v in splits.items()},
         "pck@0.10": rows,
         "loss": results["loss"],
-        "mean_loss_first_and_last_epoch": _epoch_losses(out / "run", len(splits["trn"])),
         "steps": results["steps"],
         "train_seconds": round(seconds, 1),
         "config": {"recipe": results["config"]["recipe"], "command": " ".join(sys.argv)},
@@ -145,7 +139,7 @@ def main(argv=None) -> int:
         extra["scheduler"] = None
     s = run(Path(args.out), args.epochs, args.seed, args.recipe, extra=extra)
     print(json.dumps(s["pck@0.10"], indent=2))
-    first, last = s["mean_loss_first_and_last_epoch"]
+    first, last = s["loss"]["first_epoch_mean"], s["loss"]["last_epoch_mean"]
     print(f"mean loss of the first epoch {first:.3f}, of the last {last:.3f} ({s['steps']} steps)")
     return 0
 

@@ -108,14 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--extractor",
         nargs="+",
-        default=["sd-dino"],
+        default=None,
         metavar="NAME",
-        help=f"preset (sd-dino, sd, dino, tiny), registered names, or module:factory such as {MOBILENET}",
+        help="preset (sd-dino, sd, dino, tiny), registered names, or module:factory such as "
+        f"{MOBILENET} (default: sd-dino; with --adapter, the extractors it was trained on)",
     )
     p.add_argument(
         "--fuse", type=float, default=0.5, help="alpha: weight of the SD group (two extractors)"
     )
-    p.add_argument("--matcher", choices=("softargmax", "nn"), default="softargmax")
+    p.add_argument(
+        "--matcher",
+        choices=("softargmax", "nn"),
+        default=None,
+        help="matching (default: softargmax; with --adapter, the adapter's evaluation)",
+    )
+    p.add_argument(
+        "--adapter",
+        metavar="NAME|PATH",
+        help="a supervised adapter (python -m corr.weights list, or a corr.train output such as "
+        "runs/x/best.safetensors); the extractors default to those it was trained on",
+    )
     p.add_argument("--dtype", default=None, help="model dtype for SD/DINOv2 (fp32, bf16, fp16)")
     p.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, ..."
@@ -251,19 +263,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     import corr
     from corr.weights import WeightsNotFoundError
 
-    spec = args.extractor[0] if len(args.extractor) == 1 else list(args.extractor)
+    extractor = args.extractor or ["sd-dino"]
+    spec = extractor[0] if len(extractor) == 1 else list(extractor)
+    what = (
+        f"--extractor {' '.join(extractor)}"
+        if args.extractor or not args.adapter
+        else f"the extractors of --adapter {args.adapter}"
+    )
     try:
         matcher = corr.Matcher(
-            spec,
-            fuse=args.fuse,
+            None if args.adapter and not args.extractor else spec,
+            fuse=None if args.adapter else args.fuse,
             method=args.matcher,
             pretrained=not args.no_pretrained,
             dtype=args.dtype,
             device=args.device,
+            adapter=args.adapter,
         )
     except WeightsNotFoundError as err:
         print(
-            f"error: the model weights for --extractor {' '.join(args.extractor)} are missing.\n{err}",
+            f"error: the model weights for {what} are missing.\n{err}",
             file=sys.stderr,
         )
         print(
@@ -274,10 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except (KeyError, ValueError) as err:
-        return _error(parser, f"--extractor {' '.join(args.extractor)}: {err}")
+        return _error(parser, f"{what}: {err}")
     except ImportError as err:
-        print(f"error: cannot build --extractor {' '.join(args.extractor)}: {err}", file=sys.stderr)
+        print(f"error: cannot build {what}: {err}", file=sys.stderr)
         return 1
+    args.extractor, args.matcher = args.extractor or list(matcher.specs), matcher.method
     pair = matcher.pair(src, tgt)
     mutual = None
     if points is None:
@@ -312,6 +332,8 @@ def write_outputs(args, pair, result, src_path, tgt_path, names, how, mutual, bu
     out = Path(args.out)
     spec_text = " ".join(args.extractor)
     backbone = BACKBONES.get(spec_text, spec_text)
+    if args.adapter:
+        backbone += f", through the trained adapter {args.adapter}"
     if args.no_pretrained:
         backbone += " with RANDOM weights (a test run: these matches mean nothing)"
     caption = [f"features: {backbone}"]
@@ -369,7 +391,8 @@ def write_outputs(args, pair, result, src_path, tgt_path, names, how, mutual, bu
             "spec": list(args.extractor),
             "features": backbone,
             "pretrained": not args.no_pretrained,
-            "fuse": args.fuse,
+            "fuse": None if args.adapter else args.fuse,
+            "adapter": m.config().get("adapter"),
             "matcher": args.matcher,
             "device": str(m.device),
             "config": m.config(),

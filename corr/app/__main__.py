@@ -25,6 +25,12 @@ def launch(argv: Sequence[str] | None = None, *, block: bool = True):
         default=None,
         help="initial backbone (default: sd-dino when its weights are here, else mobilenet)",
     )
+    p.add_argument(
+        "--adapter",
+        metavar="NAME|PATH",
+        help="a supervised adapter (python -m corr.weights list, or a corr.train output): adds "
+        "the backbone 'adapter' (the extractors it was trained on, through it), shown first",
+    )
     p.add_argument("--device", default="auto", help="auto (the default), cpu, cuda, cuda:1, mps")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -42,7 +48,12 @@ def launch(argv: Sequence[str] | None = None, *, block: bool = True):
     setup_cli_logging()
     from .ui import build_blocks, theme
 
-    app = DemoApp(device=args.device, backbone=args.backbone, max_display=args.max_display)
+    app = DemoApp(
+        device=args.device,
+        backbone=args.backbone,
+        max_display=args.max_display,
+        adapter=args.adapter,
+    )
     blocks = build_blocks(app)
     allowed = sorted({str(Path(f).parent) for pair in bundled_examples() for f in pair})
     # the command's normal output, not a log record (warnings stay for what went wrong)

@@ -40,6 +40,7 @@ from .render import (
 logger = logging.getLogger(__name__)
 
 STANDIN = "mobilenet"
+ADAPTER = "adapter"  # the backbone of python -m corr.app --adapter
 #: The page's backbone choices: key -> (label, extractors for :class:`~corr.Matcher`).
 BACKBONES: dict[str, tuple[str, str | list[str]]] = {
     "sd-dino": ("SD 1.5 + DINOv2-B (SD+DINO, fused)", "sd-dino"),
@@ -140,6 +141,8 @@ class DemoApp:
             otherwise the MobileNetV2 stand-in).
         max_display: longer side of the images shown on the page, in pixels.
         pairs: how many pairs keep their descriptors in memory.
+        adapter: a supervised adapter (registered name or path): adds the backbone
+            ``"adapter"`` (the extractors it was trained on, through it), the initial one.
     """
 
     def __init__(
@@ -148,14 +151,21 @@ class DemoApp:
         backbone: str | None = None,
         max_display: int = 1024,
         pairs: int = 4,
+        adapter: str | None = None,
     ) -> None:
         self.device = device
         self.max_display = max_display
+        self.adapter = adapter
+        self.backbones: dict[str, tuple[str, str | list[str] | None]] = dict(BACKBONES)
         self.problems = {key: backbone_problem(key) for key in BACKBONES}
+        if adapter is not None:
+            self.backbones[ADAPTER] = (f"trained adapter: {adapter}", None)
+            self.problems[ADAPTER] = None  # its weights are checked when it is built
+            backbone = backbone or ADAPTER
         if backbone is None:
             backbone = "sd-dino" if self.problems["sd-dino"] is None else STANDIN
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        if backbone not in self.backbones:
+            raise ValueError(f"backbone must be one of {sorted(self.backbones)}, got {backbone!r}")
         self.backbone = backbone
         self._matcher: tuple[str, Matcher] | None = None
         self._pairs: OrderedDict[tuple, Pair] = OrderedDict()
@@ -179,17 +189,18 @@ class DemoApp:
     # ------------------------------------------------------------------ models and pairs
     def matcher(self, backbone: str) -> Matcher:
         """The matcher of ``backbone`` (one backbone in memory at a time)."""
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+        if backbone not in self.backbones:
+            raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(self.backbones)}")
         if self._matcher is not None and self._matcher[0] == backbone:
             return self._matcher[1]
         problem = self.problems.get(backbone)
         if problem is not None:
-            raise WeightsNotFoundError(f"{BACKBONES[backbone][0]}: {problem}")
+            raise WeightsNotFoundError(f"{self.backbones[backbone][0]}: {problem}")
         self._matcher = None
         self._pairs.clear()
-        extractors = BACKBONES[backbone][1]
-        matcher = Matcher(extractors, device=self.device, memory_cache=8)
+        extractors = self.backbones[backbone][1]
+        adapter = self.adapter if backbone == ADAPTER else None
+        matcher = Matcher(extractors, device=self.device, memory_cache=8, adapter=adapter)
         self._matcher = (backbone, matcher)
         logger.info("demo backbone: %s on %s", backbone, matcher.device)
         return matcher
@@ -233,7 +244,7 @@ class DemoApp:
         pair.prepare()  # features and fused descriptors, once for every click to come
         state = PageState(key=key, src=a, tgt=b)
         return state, (
-            f"Features ready ({BACKBONES[backbone][0]}, "
+            f"Features ready ({self.backbones[backbone][0]}, "
             f"{time.perf_counter() - start:.1f} s for the pair). "
             "Click a point on the source."
         )

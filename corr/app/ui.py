@@ -11,7 +11,7 @@ browser test (and a user's own automation) can rely on: ``source-view`` (click h
 import logging
 import os
 
-from .demo import BACKBONES, DemoApp, PageState, bundled_examples
+from .demo import DemoApp, PageState, bundled_examples
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def build_blocks(app: DemoApp):
             state, status = app.load(src, tgt, backbone, alpha)
         except (FileNotFoundError, ValueError, ImportError) as err:
             gr.Warning(str(err))
-            state, status = PageState(), f"**Cannot run {BACKBONES[backbone][0]}:** {err}"
+            state, status = PageState(), f"**Cannot run {app.backbones[backbone][0]}:** {err}"
         return outputs(state, status)
 
     def on_click(state, evt: gr.SelectData):
@@ -84,7 +84,7 @@ def build_blocks(app: DemoApp):
         gr.Markdown(app.notice(), elem_id="notice")
         with gr.Row():
             backbone = gr.Dropdown(
-                choices=[(label, key) for key, (label, _) in BACKBONES.items()],
+                choices=[(label, key) for key, (label, _) in app.backbones.items()],
                 value=app.backbone,
                 label="Backbone",
                 elem_id="backbone",

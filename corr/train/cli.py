@@ -164,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if results:
             best = results["best"]
             say(
-                f"trained {results['steps']} steps; loss {results['loss']['first']:.4f} -> "
-                f"{results['loss']['last']:.4f}"
+                f"trained {results['steps']} steps; mean loss of the first epoch "
+                f"{results['loss']['first_epoch_mean']:.4f}, of the last "
+                f"{results['loss']['last_epoch_mean']:.4f}"
                 + (f"; best validation: {best['summary']} at step {best['step']}" if best else "")
                 + f"\nadapters: {results['adapters']['best']} (best), "
                 f"{results['adapters']['last']} (last); use with --adapter"

@@ -421,11 +421,7 @@ def _train(opts, matcher, out: Path, progress: bool, log, ctx: DistContext) -> d
         "pairs": {"train": len(records), "validation": len(val), "skipped_no_keypoints": skipped},
         "steps": steps,
         "pairs_seen": position,
-        "loss": {
-            "first": log_entries[0]["loss"] if log_entries else None,
-            "last": log_entries[-1]["loss"] if log_entries else None,
-            "definition": "GeoAware-SC's pair loss (corr.train.pair_loss), per optimiser step",
-        },
+        "loss": _loss_summary(log_entries, max(1, per_epoch // recipe.batch_size)),
         "validations": validations,
         "best": max(validations, key=lambda v: v["score"]) if validations else None,
         "timing": {"seconds_this_run": round(elapsed, 2), "processes": ctx.world},
@@ -433,3 +429,14 @@ def _train(opts, matcher, out: Path, progress: bool, log, ctx: DistContext) -> d
     }
     atomic_write_json(out / "results.json", results)
     return results
+
+
+def _loss_summary(entries: list[dict], steps_per_epoch: int) -> dict:
+    """The mean loss of the first and of the last epoch's steps (one step's loss is noisy)."""
+    first, last = entries[:steps_per_epoch], entries[-steps_per_epoch:]
+    return {
+        "first_epoch_mean": sum(e["loss"] for e in first) / len(first) if first else None,
+        "last_epoch_mean": sum(e["loss"] for e in last) / len(last) if last else None,
+        "definition": "GeoAware-SC's pair loss (corr.train.pair_loss), mean over the optimiser "
+        "steps of the first and of the last epoch (train_log.jsonl has every step)",
+    }

@@ -75,6 +75,8 @@ def test_a_short_training_lowers_the_loss_and_raises_pck(
     log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     first = sum(e["loss"] for e in log[:19]) / 19
     last = sum(e["loss"] for e in log[-19:]) / 19
+    assert results["loss"]["first_epoch_mean"] == first
+    assert results["loss"]["last_epoch_mean"] == last
     assert first - last > 0.8, (first, last)  # measured 2.46 -> 0.86
     assert after - before > 0.20, (before, after)  # measured 0.272 -> 0.668
     # the adapter's evaluation is nearest neighbour, as the recipe says
