@@ -71,3 +71,18 @@ def test_typed_marker_ships_and_ruff_targets_the_oldest_python():
     oldest = re.search(r">=\s*3\.(\d+)", cfg["options"]["python_requires"]).group(1)
     pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'target-version\s*=\s*"py3(\d+)"', pyproject).group(1) == oldest
+
+
+def test_torch_requirement_is_the_tested_range():
+    """``install_requires`` declares the torch versions that were tested: from the one CI pins
+    (.ci/constraints.txt) to an exclusive upper bound above it (the newest release tested by
+    hand, see the README's set-up section), never an open-ended ``torch>=2.1``."""
+    reqs = _setup()["options"]["install_requires"].split("\n")
+    torch_req = next(r.strip() for r in reqs if re.match(r"\s*torch\b", r))
+    lower = re.search(r">=\s*(\d+)\.(\d+)", torch_req)
+    upper = re.search(r"<\s*(\d+)\.(\d+)", torch_req)
+    assert lower and upper, f"{torch_req}: needs both bounds"
+    pinned = re.search(r"(?m)^torch==(\d+)\.(\d+)", (REPO / ".ci" / "constraints.txt").read_text())
+    as_tuple = lambda m: tuple(int(x) for x in m.groups())  # noqa: E731
+    assert as_tuple(lower) == as_tuple(pinned), "the lower bound is the version CI tests"
+    assert as_tuple(upper) > as_tuple(pinned)
