@@ -13,6 +13,7 @@ import torch
 from .io import ImageLike
 from .matcher import Matcher
 from .outputs import MatchOutput
+from .weights import WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,19 @@ def match(
     a given set of options is kept in this module, so repeated calls don't reload the models;
     it holds its models (and their GPU memory) until :func:`clear_cache` or the end of the
     process. Returns a :class:`~corr.outputs.MatchOutput`: ``keypoints0``, ``keypoints1``
-    ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``.
+    ``(N, 2)`` in original pixels and ``confidence`` ``(N,)``. Missing weights raise one
+    :class:`~corr.weights.WeightsNotFoundError` naming all of them, before any model is loaded.
     """
     call = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
     key = repr(sorted(options.items(), key=lambda kv: kv[0]))
     matcher = _MATCHERS.get(key)
     if matcher is None:
         _MATCHERS.clear()  # keep one set of models in memory
-        matcher = _MATCHERS[key] = Matcher(**options)
+        try:
+            matcher = Matcher(**options)
+        except WeightsNotFoundError as err:  # every missing weight, named before any was loaded
+            raise err.with_traceback(None) from None  # raised here: no frames of internals
+        _MATCHERS[key] = matcher
     return matcher.match(src, tgt, points, **call)
 
 

@@ -73,28 +73,57 @@ def list_images(source: str | Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m corr.extract``: the exit status (0 done, 1 a file could not be written, 2 bad
+    input, 130 interrupted: Ctrl-C at any moment, the same command resumes)."""
+    out = None
+    try:
+        args = build_parser().parse_args(argv)
+        out = args.out
+        return _main(args)
+    except KeyboardInterrupt:
+        where = f"the features extracted so far are in {out}; " if out else ""
+        print(f"\ninterrupted: {where}run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     from .io import WriteError
     from .logs import setup_cli_logging
+    from .preflight import PreflightError
 
     setup_cli_logging()
-    args = build_parser().parse_args(argv)
     try:
-        images = list_images(args.images)
-        if not images:
-            raise ValueError(
-                f"--images {args.images}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
         if args.batch_size < 1 or args.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --num-workers >= 0")
-        from .distributed import context, shard
         from .eval.cli import extractor_options, extractor_specs
-        from .extraction import ImageItem
-        from .io import atomic_write_text
-        from .matcher import Matcher
+        from .preflight import preflight
         from .protocols import get_protocol
 
         protocol = get_protocol(args.protocol)
         specs = extractor_specs(args, protocol.extractors)
+
+        def data() -> list[Path]:
+            found = list_images(args.images)
+            if not found:
+                raise ValueError(
+                    f"--images {args.images}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            return found
+
+        # the images, extractors, weights and packages: every problem at once, nothing loaded
+        images = preflight(
+            specs,
+            options=extractor_options(args, specs),
+            protocol=protocol,
+            pretrained=not args.no_pretrained,
+            dtype=args.dtype,
+            data=data,
+        )
+        from .distributed import context, shard
+        from .extraction import ImageItem
+        from .io import atomic_write_text
+        from .matcher import Matcher
+
         ctx = context()
         matcher = Matcher(
             specs,
@@ -158,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteError as err:  # disk full, read-only folder: what was written stays
         print(f"error: {err}; then run the same command to resume", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
+    except (PreflightError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(
             f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}",
             file=sys.stderr,

@@ -3,10 +3,34 @@
 ``plan`` (what a run evaluates), ``runner`` (the stages, resumable), ``store`` (the stored
 predictions), ``lock`` (one run per folder), ``results`` (scores and their files), ``external``
 (other tools' predictions), ``cli`` (the command line).
+
+The public names are imported on first use, so that ``python -m corr.eval`` reaches its own
+code (which turns Ctrl-C into "interrupted, resume with ...") before torch is imported.
 """
 
-from .plan import EvalOptions
-from .results import evaluate_run, score_run
-from .runner import run_eval
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "EvalOptions": "corr.eval.plan",
+    "evaluate_run": "corr.eval.results",
+    "score_run": "corr.eval.results",
+    "run_eval": "corr.eval.runner",
+}
 
 __all__ = ["EvalOptions", "evaluate_run", "run_eval", "score_run"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import EvalOptions
+    from .results import evaluate_run, score_run
+    from .runner import run_eval
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'corr.eval' has no attribute {name!r}")

@@ -1,5 +1,13 @@
 import sys
 
-from .cli import main
+try:  # Ctrl-C while the modules load (torch takes seconds): the same exit as mid-run
+    from .cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:
+    print(
+        "\ninterrupted (nothing of the run was lost): run the same command to resume",
+        file=sys.stderr,
+    )
+    code = 130
+sys.exit(code)

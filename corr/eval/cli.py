@@ -37,6 +37,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 DATASETS = ("spair", "pfpascal", "ap10k")
+#: what Ctrl-C before the run started prints (exit 130, as mid-run)
+INTERRUPTED = "\ninterrupted (nothing of the run was lost): run the same command to resume"
 DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
 SD_OPTION_FLAGS = {
     "timestep": "timestep",
@@ -265,7 +267,8 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--attention",
         choices=("sdpa", "xformers"),
-        help="SD attention kernels: PyTorch SDPA (default), or xformers (CUDA only, if installed)",
+        help="SD attention kernels: PyTorch SDPA (default), or xformers (used on CUDA; the "
+        'package must be installed: pip install "semcorr[xformers]")',
     )
     e.add_argument(
         "--compile",
@@ -320,12 +323,48 @@ def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[st
     return options
 
 
+def _dtype(args: argparse.Namespace) -> str | None:
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(args.dtype, args.dtype)
+
+
+def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -> list:
+    """The run's pairs, after :func:`corr.preflight.preflight` checked the data, the extractors,
+    every weight and optional package the run needs (one error naming all that is missing)."""
+    from ..preflight import preflight
+    from .plan import load_records, tables_for
+
+    def data() -> list:
+        records = load_records(opts)
+        tables_for(opts, sorted({r.table_category for r in records}))
+        return records
+
+    return preflight(
+        specs,
+        options=extractor_options(args, specs),
+        protocol=protocol,
+        pretrained=not args.no_pretrained,
+        dtype=_dtype(args),
+        data=data,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m corr.eval``: the exit status (0 done, 1 a file could not be written, 2 bad
+    input or refused, 130 interrupted: Ctrl-C at any moment, the same command resumes)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the run started (loading modules, data, models)
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from ..logs import setup_cli_logging
 
     setup_cli_logging()
     args = build_parser().parse_args(argv)
     from ..io import WriteError
+    from ..preflight import PreflightError
     from .lock import RunLockedError
     from .plan import EvalOptions
     from .results import evaluate_run
@@ -396,11 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             extract_only=args.extract_only,
             memory_cache_gb=args.memory_cache_gb,
         )
-        # fail on data problems before loading any model
-        from .plan import load_records, tables_for
-
-        records = load_records(opts)
-        tables_for(opts, sorted({r.table_category for r in records}))
+        # data, extractors, weights and optional packages: every problem at once, nothing loaded
+        records = _preflight(opts, args, protocol, specs)
         if args.no_pretrained:
             print(
                 "WARNING: --no-pretrained: random weights; these scores are meaningless",
@@ -428,9 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{k: v for k, v in knobs.items() if v is not None},
             pretrained=not args.no_pretrained,
             extractor_options=extractor_options(args, specs),
-            dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(
-                args.dtype, args.dtype
-            ),
+            dtype=_dtype(args),
             device=args.device,
         )
         if args.autocast:
@@ -503,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}; then run the same command to resume", file=sys.stderr)
         return 1
     except (
+        PreflightError,
         BadPairsError,
         ConfigMismatchError,
         RunLockedError,

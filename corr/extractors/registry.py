@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,7 +68,43 @@ def load_factory(spec: str) -> Callable[..., Extractor]:
         raise ExtractorSpecError(
             f"extractor {spec!r}: {attr!r} is a {type(factory).__name__}, not a factory function"
         )
+    params = _parameters(factory)
+    if params is not None and "pretrained" not in params and "**" not in params:
+        raise ExtractorSpecError(
+            f"extractor {spec!r}: {attr}() takes no 'pretrained' argument, so it is not an "
+            "extractor factory (one is called as factory(pretrained=..., **options) and returns "
+            "a corr Extractor; see corr.contrib.mobilenet:mobilenetv2)"
+        )
     return factory
+
+
+def _parameters(fn: Callable[..., Any]) -> set[str] | None:
+    """The keyword names ``fn`` accepts (``"**"`` when it takes ``**kwargs``); None when its
+    signature cannot be read (a builtin)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            names.add("**")
+        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            names.add(p.name)
+    return names
+
+
+def _check_options(name: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse options a custom factory does not take, naming them (instead of a TypeError)."""
+    params = _parameters(factory)
+    if params is None or "**" in params:
+        return
+    unknown = sorted(set(kwargs) - params)
+    if unknown:
+        raise ExtractorSpecError(
+            f"extractor {name!r} takes no option(s) {', '.join(unknown)} (its parameters: "
+            f"{', '.join(sorted(params)) or 'none'})"
+        )
 
 
 def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
@@ -83,7 +121,9 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
     if is_timm_name(name):  # "timm/<name>" or "hf-hub:<repo>", before the ':' of module:factory
         ext = timm_extractor(name, pretrained=pretrained, **kwargs)
     elif ":" in name:
-        ext = load_factory(name)(pretrained=pretrained, **kwargs)
+        factory = load_factory(name)
+        _check_options(name, factory, kwargs)
+        ext = factory(pretrained=pretrained, **kwargs)
     else:
         if name not in _REGISTRY:
             raise KeyError(
@@ -96,6 +136,48 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
             f"extractor factory {name!r} returned {type(ext).__name__}, not a corr Extractor"
         )
     return ext
+
+
+@dataclass(frozen=True)
+class WeightsNeed:
+    """Weights an extractor resolves when it is built with ``pretrained=True``: the request
+    (a known name such as ``"sd15"``, a hub id or a folder), the explicit ``path`` option, and
+    the kind (``"diffusers"`` or ``"dinov2"``); see :func:`corr.weights.resolve`."""
+
+    request: str
+    path: str | None
+    kind: str
+
+
+def factory_options(
+    spec: str,
+    protocol: Protocol,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments the factory of ``spec`` is called with: ``protocol``'s knobs
+    (:func:`corr.protocols.extractor_knobs`), then ``options[spec]``, then ``dtype``."""
+    kwargs = {**extractor_knobs(protocol, spec), **(options or {}).get(spec, {})}
+    if dtype is not None:
+        kwargs.setdefault("dtype", dtype)
+    return kwargs
+
+
+def required_weights(spec: str, kwargs: Mapping[str, Any]) -> list[WeightsNeed]:
+    """The weights building the registered extractor ``spec`` with factory options ``kwargs``
+    resolves (SD 1.5 / 2.1, a diffusers folder or hub id for ``"sd"``, the DINOv2 files);
+    empty for the tiny test models and for what is only known when built (``timm/...``,
+    ``module:factory``)."""
+    from ..weights import KNOWN_WEIGHTS
+
+    path = kwargs.get("path")
+    path = None if path is None else str(path)
+    known = KNOWN_WEIGHTS.get(spec)
+    if spec in _REGISTRY and known is not None and known.kind in ("diffusers", "dinov2"):
+        return [WeightsNeed(spec, path, known.kind)]
+    if spec == "sd" and kwargs.get("model"):
+        return [WeightsNeed(str(kwargs["model"]), path, "diffusers")]
+    return []
 
 
 def build_extractors(
@@ -119,18 +201,30 @@ def build_extractors(
     ``device`` is given. An extractor of weight 0 is not built (alpha 0 or 1: the other model
     alone). ``autocast`` turns mixed precision on; ``compile`` wraps ``extract`` in
     ``torch.compile`` (the same features to float rounding; a compilation per input shape).
+
+    With ``pretrained=True`` the weights of every extractor are looked up before any is built:
+    when some are missing, one :class:`~corr.weights.WeightsNotFoundError` names all of them
+    and the command that gets them (:func:`corr.preflight.weights_problems`).
     """
-    options = options or {}
+    wanted = [(s, w) for s, w in zip(specs, weights, strict=True) if w != 0]
+    if pretrained:
+        from ..preflight import missing_weights_error
+
+        needs = [
+            need
+            for spec, _ in wanted
+            if isinstance(spec, str)
+            for need in required_weights(spec, factory_options(spec, protocol, options, dtype))
+        ]
+        error = missing_weights_error(needs)
+        if error is not None:
+            raise error
     out = []
-    for spec, w in zip(specs, weights, strict=True):
-        if w == 0:
-            continue
+    for spec, w in wanted:
         if isinstance(spec, Extractor):
             ext = spec.to(device) if device is not None else spec
         else:
-            kwargs = {**extractor_knobs(protocol, spec), **options.get(spec, {})}
-            if dtype is not None:
-                kwargs.setdefault("dtype", dtype)
+            kwargs = factory_options(spec, protocol, options, dtype)
             ext = create_extractor(spec, pretrained=pretrained, **kwargs)
             ext.resample = protocol.resample
             ext = ext.to(device if device is not None else default_device)

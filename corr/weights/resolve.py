@@ -35,7 +35,34 @@ from .registry import KNOWN_WEIGHTS, KnownWeights, diffusers_allow_patterns
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """Real weights were requested but cannot be found anywhere; random weights are never used."""
+    """Real weights were requested but cannot be found anywhere; random weights are never used.
+
+    From :func:`resolve`: ``request`` (the name or path asked for), ``looked`` (``"place:
+    outcome"`` for every place looked) and ``explicit_path`` (an explicit path was given and is
+    unusable, so no other place, and no download, was tried); empty for other raisers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: str | None = None,
+        looked: tuple[str, ...] = (),
+        explicit_path: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.looked = tuple(looked)
+        self.explicit_path = explicit_path
+
+    def __reduce__(self):  # picklable with the keyword-only fields (DataLoader workers)
+        return (_not_found_error, (str(self), self.request, self.looked, self.explicit_path))
+
+
+def _not_found_error(message: str, request, looked, explicit_path) -> WeightsNotFoundError:
+    return WeightsNotFoundError(
+        message, request=request, looked=tuple(looked), explicit_path=explicit_path
+    )
 
 
 @dataclass
@@ -110,7 +137,9 @@ def _how_to(known: KnownWeights | None, kind: str, request: str, wdir: Path) -> 
     return [f"pass a local path to the weights file, or copy it to {wdir}/"]
 
 
-def _not_found(search: _Search, known: KnownWeights | None, kind: str) -> WeightsNotFoundError:
+def _not_found(
+    search: _Search, known: KnownWeights | None, kind: str, explicit_path: bool = False
+) -> WeightsNotFoundError:
     wdir = weights_dir()
     what = f"{search.request!r}"
     if known is not None:
@@ -123,7 +152,12 @@ def _not_found(search: _Search, known: KnownWeights | None, kind: str) -> Weight
         "Random weights are never substituted; pretrained=False builds the architecture with "
         "random weights explicitly (for benchmarks)."
     )
-    return WeightsNotFoundError("\n".join(lines))
+    return WeightsNotFoundError(
+        "\n".join(lines),
+        request=search.request,
+        looked=tuple(search.looked),
+        explicit_path=explicit_path,
+    )
 
 
 def _hf_snapshot(repo_id: str, patterns: list[str], local_only: bool) -> Path:
@@ -195,7 +229,7 @@ def resolve(
             return ResolvedWeights(request, explicit, "explicit", weights_format(explicit), known)
         search.add(f"explicit path {explicit}", problem)
         search.add("other places", "not consulted because an explicit path was given")
-        raise _not_found(search, known, kind)
+        raise _not_found(search, known, kind, explicit_path=True)
     search.add("explicit path", "none given")
 
     # 2. weights folder

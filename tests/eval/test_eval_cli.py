@@ -347,7 +347,8 @@ def test_missing_weights_give_the_actionable_error(minireal, tmp_path, capsys, m
         == 2
     )
     err = capsys.readouterr().err
-    assert "sd15" in err and "Looked in" in err and "python -m corr.weights download" in err
+    assert "weights sd15 (" in err and "weights dinov2_vitb14 (" in err and "looked in:" in err
+    assert "python -m corr.weights download sd15 dinov2_vitb14 " in err  # both, at once
 
 
 def test_bad_factory_spec_is_a_clear_error(minireal, tmp_path, capsys):
