@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import WriteError
+from ..io import WriteError, atomic_write_bytes
 
 PRED_FILE = "predictions.jsonl"
 
@@ -26,13 +26,15 @@ class PredictionStore:
     One process appends to ``predictions.jsonl``; under torchrun rank ``r`` appends to
     ``predictions.r.jsonl``, so no two processes write the same file. Reading takes every
     ``predictions*.jsonl`` of the folder. Each line carries a CRC-32 of its content
-    (``"crc32"``; lines written before it existed are read without one). Only the torn last
-    line of the file this process appends to (the pair in flight when it was stopped) is cut
-    off; any other bad line (not JSON, not a prediction record, or failing its checksum) is left
-    on disk. Every problem is reported in :attr:`problems` with its file and line number, and
-    its pair is computed again. ``own=None`` opens the store read-only (re-scoring never
-    rewrites a file). A failed append (disk full, read-only folder) restores the file's
-    previous length and raises :class:`~corr.io.WriteError`.
+    (``"crc32"``; lines written before it existed are read without one). A bad line (not JSON,
+    not a prediction record, failing its checksum, or the torn last line of a cut-off write) is
+    reported in :attr:`problems` with its file and line number, and its pair is computed again.
+    The file this process appends to is repaired at once: rewritten atomically (a temporary
+    file, fsync, rename) with every good line in its order and the bad ones left out, so the
+    next run finds it clean and reports nothing. ``own=None`` opens the store read-only:
+    re-scoring, and the files of other ranks, are never rewritten. A failed append (disk full,
+    read-only folder) restores the file's previous length and raises
+    :class:`~corr.io.WriteError`.
     """
 
     def __init__(self, out: Path, own: str | None = PRED_FILE) -> None:
@@ -41,39 +43,34 @@ class PredictionStore:
         self.entries: dict[str, dict] = {}
         self.problems: list[str] = []
         for f in sorted(self.out.glob("predictions*.jsonl")):
-            self._read(f, repair_tail=f == self.path)
+            self._read(f, repair=f == self.path)
 
-    def _read(self, path: Path, repair_tail: bool) -> None:
+    def _read(self, path: Path, repair: bool) -> None:
         data = path.read_bytes()
-        offset = 0
+        good: list[bytes] = []
+        bad: list[str] = []
         for number, line in enumerate(data.splitlines(keepends=True), 1):
             if not line.endswith(b"\n"):  # only the last line can lack its newline
-                if repair_tail:
-                    try:
-                        with open(path, "r+b") as f:
-                            f.truncate(offset)
-                    except OSError as err:
-                        raise WriteError(path, err) from None
-                    self.problems.append(
-                        f"{path}:{number}: torn last line (a write cut off) removed; "
-                        "its pair is recomputed"
-                    )
-                else:
-                    self.problems.append(f"{path}:{number}: torn last line ignored")
+                bad.append(f"{path}:{number}: torn last line (a write cut off)")
                 break
-            offset += len(line)
             try:
                 entry = json.loads(line)
             except ValueError:
                 entry = None
             problem = _record_problem(entry)
             if problem is not None:
-                self.problems.append(
-                    f"{path}:{number}: {problem}; ignored (its pair is recomputed)"
-                )
+                bad.append(f"{path}:{number}: {problem}")
                 continue
+            good.append(line)
             entry.pop("crc32", None)
             self.entries[entry["pair_id"]] = entry
+        if not bad:
+            return
+        if repair:
+            atomic_write_bytes(path, b"".join(good))  # raises WriteError naming the file
+            self.problems += [f"{b}; removed from the file, its pair is recomputed" for b in bad]
+        else:
+            self.problems += [f"{b}; ignored (the run recomputes its pair)" for b in bad]
 
     def append(self, entry: dict) -> None:
         if self.path is None:

@@ -1,6 +1,6 @@
 """Issue 14.3, 14.7, 14.7a and the command-line cases of 7b: bad input to ``python -m corr.eval``
 (and the AP-10K builder) is one line naming the input and the fix, refused before anything is
-written; ``score`` never rewrites a predictions file."""
+written; ``score`` never rewrites a predictions file (the run repairs it)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def _error_line(capsys) -> str:
         (
             ["--extractor", "corr.contrib.mobilenet:DEFAULT_STAGES"],
             "'DEFAULT_STAGES' is a tuple, not a factory function",
+        ),
+        (  # a callable that is no factory (issue 23.10: it was a TypeError traceback)
+            ["--extractor", "corr.io:load_image"],
+            "load_image() takes no 'pretrained' argument, so it is not an extractor factory",
         ),
     ],
 )
@@ -74,6 +78,7 @@ def test_score_reports_a_bad_middle_line_and_never_rewrites_the_file(minireal, t
     assert main(eval_args(minireal, out)) == 0
     pred = out / "predictions.jsonl"
     lines = pred.read_bytes().split(b"\n")
+    damaged_pair = json.loads(lines[1])["pair_id"]
     lines[1] = lines[1][: len(lines[1]) // 2]  # a corrupted middle line
     damaged = b"\n".join(lines)
     pred.write_bytes(damaged)
@@ -82,10 +87,19 @@ def test_score_reports_a_bad_middle_line_and_never_rewrites_the_file(minireal, t
     printed = capsys.readouterr().out
     assert f"warning: {pred}:2: not a prediction record" in printed
     assert pred.read_bytes() == damaged  # every good prediction after it is still there
-    # the evaluation command recomputes that pair and leaves the damaged line where it is
+    # the evaluation command removes the damaged line (one atomic rewrite keeping the good
+    # lines in order, issue 23.11) and recomputes its pair
     assert main(eval_args(minireal, out)) == 0
-    assert "resuming: 3 of 4 pairs already done" in capsys.readouterr().out
-    assert pred.read_bytes().startswith(damaged)
+    printed = capsys.readouterr().out
+    assert f"{pred}:2: not a prediction record; removed from the file" in printed
+    assert "resuming: 3 of 4 pairs already done" in printed
+    kept = pred.read_bytes().split(b"\n")
+    assert kept[:3] == [lines[0], lines[2], lines[3]] and len(kept) == 4 + 1
+    assert json.loads(kept[3])["pair_id"] == damaged_pair  # recomputed, appended
+    # so the next run finds the file clean and warns no more
+    assert main(eval_args(minireal, out)) == 0
+    printed = capsys.readouterr().out
+    assert "warning" not in printed and "resuming: 4 of 4 pairs already done" in printed
 
 
 def test_ap10k_builder_names_a_raw_image_without_width(tmp_path, capsys):
