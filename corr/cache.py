@@ -8,8 +8,18 @@ opened on that folder), and a later run reuses everything already computed. Each
 what made it (format, configuration key, image key, the maps' shapes and dtype, a CRC-32 of
 their bytes) and is verified on read, its shapes also against ``{config_key}/shapes.json`` (the
 shapes of the configuration's first entry: every image of one configuration has maps of the same
-shapes); a bad entry is discarded with a warning and recomputed. An in-memory LRU
-(bounded by entries and, optionally, by bytes) avoids re-reading images used by nearby pairs.
+shapes); a bad entry is discarded with a warning and recomputed, and without ``shapes.json`` an
+entry cannot be verified and is recomputed too. ``shapes.json`` is written before a
+configuration's first entry. Identical features give identical files (the safetensors header is
+written here, in sorted order), whichever process writes them. An in-memory LRU (bounded by
+entries and, optionally, by bytes) avoids re-reading images used by nearby pairs.
+
+**Sharing a cache between processes** (two evaluations with one ``--cache-dir``): before a
+process computes an entry it claims it (``.{image_key}.safetensors.claim`` beside it, created
+exclusively, naming its pid and host; :func:`corr.io.claim_file`); another process skips an
+entry claimed by a running process and waits for it at the end of its extraction
+(:meth:`FeatureCache.wait_for_entries`), so each image is extracted once. The claim of a
+process that died is taken over.
 
 **Path index** (``{root}/paths/{k[:2]}/{k}.json``, ``k`` a hash of a file's absolute path,
 size, modification time, whether it is mirrored and whether EXIF orientation was applied): the image key and size of a file already
@@ -23,18 +33,27 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
-from .io import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from .io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    claim_file,
+    claim_owner,
+    release_claim,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger("corr")
 ENTRY_FORMAT = "corr-features-2"  # 2: records the maps' shapes, dtype and CRC-32
@@ -90,6 +109,7 @@ class FeatureCache:
         self._paths: dict[str, tuple[str, int, int]] = {}
         self._shapes: dict[str, str] = {}  # config key -> the shapes of its entries (JSON)
         self.write_configs = True  # off on all but one of several processes sharing the cache
+        self._claims: set[Path] = set()  # entries this cache claimed and has not yet written
         self.hits = 0
         self.misses = 0
         if self.root is not None:
@@ -165,8 +185,16 @@ class FeatureCache:
                 return {k: v.float() for k, v in maps.items()}
         if self.root is not None:
             path = self.entry_path(ckey, ikey)
-            if path.is_file():
-                maps = _read_entry(path, ckey, ikey, self._expected_shapes(ckey))
+            shapes = self._expected_shapes(ckey)
+            if path.is_file() and shapes is None:
+                log.warning(
+                    "feature cache entry %s not used: %s is missing, so its shapes cannot be "
+                    "verified; it is recomputed",
+                    path,
+                    self.root / ckey / "shapes.json",
+                )
+            elif path.is_file():
+                maps = _read_entry(path, ckey, ikey, shapes)
                 if maps is not None:
                     with self._lock:
                         self._remember((ckey, ikey), maps)
@@ -193,11 +221,74 @@ class FeatureCache:
                 "dtype": "float16",
                 "crc32": str(maps_crc32(half)),
             }
-            atomic_write_bytes(self.entry_path(ckey, ikey), save(half, metadata=meta))
-            if self._expected_shapes(ckey) is None:  # the first entry of this configuration
+            if self._expected_shapes(ckey) is None:  # the first entry of this configuration:
+                # its shapes first, so that no entry is ever on disk without them
                 atomic_write_bytes(self.root / ckey / "shapes.json", meta["shapes"].encode())
                 with self._lock:
                     self._shapes[ckey] = meta["shapes"]
+            path = self.entry_path(ckey, ikey)
+            atomic_write_bytes(path, safetensors_bytes(half, meta))
+            with self._lock:
+                held = path in self._claims
+                self._claims.discard(path)
+            if held:
+                release_claim(path)
+
+    # ---- claims: one process computes each entry of a shared cache ----------------------------
+    def claim(self, ikey: str, config: dict[str, Any]) -> bool:
+        """Claim the entry (image, config) before computing it: True when this cache may compute
+        it (it holds the claim, or the cache is in memory only); False while another running
+        process holds it (its features will appear: :meth:`wait_for_entries`). :meth:`put`
+        releases the claim once the entry is written; :meth:`release_claims` the rest."""
+        if self.root is None:
+            return True
+        path = self.entry_path(config_key(config), ikey)
+        if not claim_file(path):
+            return False
+        with self._lock:
+            self._claims.add(path)
+        return True
+
+    def release_claims(self) -> None:
+        """Release every claim this cache still holds (entries it did not write)."""
+        with self._lock:
+            held, self._claims = self._claims, set()
+        for path in held:
+            release_claim(path)
+
+    def wait_for_entries(
+        self,
+        pending: Mapping[Hashable, Sequence[tuple[str, dict[str, Any]]]],
+        poll: float = 0.2,
+    ) -> list[Hashable]:
+        """Wait for entries other processes claimed: ``pending`` maps an item (any key) to its
+        ``(image key, config)`` entries. Returns the items with an entry that is still missing
+        while no running process claims it any more (its owner died or gave up): the caller
+        computes those itself. Polls every ``poll`` seconds; says once that it waits."""
+        todo = {item: list(entries) for item, entries in pending.items()}
+        orphaned: list[Hashable] = []
+        said = False
+        while todo:
+            for item, entries in list(todo.items()):
+                missing = [(k, c) for k, c in entries if not self.has(k, c)]
+                owners = [claim_owner(self.entry_path(config_key(c), k)) for k, c in missing]
+                if not missing:
+                    del todo[item]
+                elif None in owners:
+                    orphaned.append(item)
+                    del todo[item]
+                elif not said:
+                    log.warning(
+                        "%d image(s) are being extracted by another process (%s) into %s: "
+                        "waiting for them",
+                        len(todo),
+                        owners[0],
+                        self.root,
+                    )
+                    said = True
+            if todo:
+                time.sleep(poll)
+        return orphaned
 
     def _expected_shapes(self, ckey: str) -> str | None:
         """The shapes (JSON) every entry of a configuration has, from ``shapes.json``."""
@@ -284,6 +375,30 @@ def maps_crc32(maps: dict[str, torch.Tensor]) -> int:
     for _, t in sorted(maps.items()):
         crc = zlib.crc32(memoryview(t.contiguous().view(torch.uint8).numpy()), crc)
     return crc
+
+
+_SAFETENSORS_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
+
+
+def safetensors_bytes(maps: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``maps`` with ``metadata``, byte for byte the same for the same
+    input in every process: the header lists the metadata and then the tensors in sorted order
+    (safetensors' own writer orders the metadata as a hash map does, differently per process).
+    Readable by ``safetensors.safe_open``."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name, t in sorted(maps.items()):
+        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def _nbytes(maps: dict[str, torch.Tensor]) -> int:

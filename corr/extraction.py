@@ -13,7 +13,9 @@ optionally mirrored) that the cache lacks:
    index, so the GPU never waits for the disk.
 
 Images whose features are all cached are recognised through the path index and skipped before
-any decode. A file that cannot be read is reported by name (:class:`BadImageError`), or, with
+any decode. In a cache several processes share, each entry is claimed before it is computed
+(:meth:`~corr.cache.FeatureCache.claim`); one another running process claimed is skipped and
+waited for at the end (or computed here if that process died), so each image is extracted once. A file that cannot be read is reported by name (:class:`BadImageError`), or, with
 ``skip_bad``, listed in the report while the rest of its batch goes on.
 """
 
@@ -24,6 +26,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +71,7 @@ class ExtractReport:
     n_images: int = 0
     cached: int = 0  # skipped: every extractor's features were already in the cache
     computed: int = 0
+    by_others: int = 0  # written by another process sharing the cache (claimed by it)
     bad: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     batch_size: int = 1
@@ -77,6 +81,7 @@ class ExtractReport:
             "n_images": self.n_images,
             "cached": self.cached,
             "computed": self.computed,
+            "by_others": self.by_others,
             "bad": list(self.bad),
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.computed / self.seconds, 3) if self.seconds else None,
@@ -208,7 +213,12 @@ def extract_features(
     pin = device.type == "cuda"
     bar = tqdm(total=len(todo), desc="extract", unit="img", disable=not progress or not todo)
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-cache-writer") as writer:
+    others: dict[int, tuple[ImageItem, list]] = {}  # id(item) -> entries other processes claimed
+    with ExitStack() as stack:
+        stack.callback(cache.release_claims)  # runs after the writer below has finished
+        writer = stack.enter_context(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-cache-writer")
+        )
         start = 0
         while start < len(todo):
             # one DataLoader per run of equal categories: a batch shares one prompt
@@ -236,6 +246,7 @@ def extract_features(
                     report,
                     skip_bad,
                     exif_transpose,
+                    others,
                 )
                 bar.update(len(batch["meta"]))
                 # bound the maps waiting for the disk
@@ -245,6 +256,18 @@ def extract_features(
         for f in pending:
             f.result()
     bar.close()
+    if others:  # a process sharing the cache is writing these: wait, or do those it gave up
+        redo = cache.wait_for_entries({k: entries for k, (_, entries) in others.items()})
+        report.by_others += len(others) - len(redo)
+        if redo:
+            again = extract_features(
+                extractors, config_of, cache, [others[k][0] for k in redo], device=device,
+                resize=resize, batch_size=batch_size, num_workers=num_workers,
+                skip_bad=skip_bad, progress=progress, exif_transpose=exif_transpose,
+            )  # fmt: skip
+            report.computed += again.computed
+            report.by_others += again.by_others
+            report.bad += again.bad
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -273,6 +296,7 @@ def _run_batch(
     report,
     skip_bad,
     exif_transpose=False,
+    others=None,
 ):
     meta = batch["meta"]
     good = [m for m in meta if "error" not in m]
@@ -288,9 +312,19 @@ def _run_batch(
     if not good:
         return
     category = group[good[0]["index"]].category
+    ours: set[int] = set()  # rows of ``good`` this process computes something of
+    deferred: set[int] = set()  # rows with an entry another process is computing
     for e, ext in enumerate(extractors):
         cfg = config_of(ext, category)
         need = [j for j, m in enumerate(good) if not cache.has(m["key"], cfg)]
+        if others is not None:  # a shared cache: skip what another process is computing now
+            theirs = [j for j in need if not cache.claim(good[j]["key"], cfg)]
+            for j in theirs:
+                item = group[good[j]["index"]]
+                others.setdefault(id(item), (item, []))[1].append((good[j]["key"], cfg))
+            deferred.update(theirs)
+            need = [j for j in need if j not in theirs]
+            ours.update(need)
         if not need:
             continue
         pixels = batch["pixels"][e][need] if len(need) < len(good) else batch["pixels"][e]
@@ -314,4 +348,4 @@ def _run_batch(
                     exif_transpose,
                 )
             )
-    report.computed += len(good)
+    report.computed += sum(1 for j in range(len(good)) if j in ours or j not in deferred)

@@ -12,13 +12,15 @@ any pixel is decoded, so that peak memory stays bounded (about 4 x 3 bytes per p
 - :data:`MAX_ASPECT_RATIO`: the long side at most 100 x the short side (a 50000 x 1 image
   would vanish in the square model input).
 
-EXIF orientation is ignored by default (pixels as stored, the frame the benchmarks' keypoints
-are annotated in); ``exif_transpose=True`` applies it, so that coordinates refer to the image
-as a viewer shows it (phone photos).
+An animated or multi-page image (GIF, APNG, WebP, TIFF) gives its first frame, with a warning
+naming the file and its frame count. EXIF orientation is ignored by default (pixels as stored,
+the frame the benchmarks' keypoints are annotated in); ``exif_transpose=True`` applies it, so
+that coordinates refer to the image as a viewer shows it (phone photos).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -70,6 +72,7 @@ def load_image(
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(path) as im:
                     _check_size(im.width, im.height, where)  # the header only: nothing decoded
+                    _note_frames(im, f"{name}: {path}", str(path.resolve()))
                     if exif_transpose:
                         im = ImageOps.exif_transpose(im)
                     return _pil_rgb(im, f"{name} ({path})")
@@ -88,6 +91,7 @@ def load_image(
             raise ValueError(f"{where}: {err}") from err
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, name)
+        _note_frames(image, f"{name}: the PIL image", None)
         if exif_transpose:
             image = ImageOps.exif_transpose(image)
         return _pil_rgb(image, name)
@@ -132,6 +136,24 @@ def load_image(
         return np.ascontiguousarray(arr)
     raise TypeError(
         f"{name}: expected a path, PIL image, numpy array or tensor, got {type(image).__name__}"
+    )
+
+
+_FRAMES_NOTED: set[str] = set()
+
+
+def _note_frames(im: Image.Image, what: str, once_key: str | None) -> None:
+    """Say (a warning, once per file and process) that only the first frame of an animated or
+    multi-page image is used."""
+    frames = getattr(im, "n_frames", 1)
+    if frames <= 1 or (once_key is not None and once_key in _FRAMES_NOTED):
+        return
+    if once_key is not None:
+        _FRAMES_NOTED.add(once_key)
+    log.warning(
+        "%s has %d frames (an animated or multi-page image): only the first frame is used",
+        what,
+        frames,
     )
 
 
@@ -250,7 +272,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` of this machine is running (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -260,10 +283,91 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: suffix of the claim files of :func:`claim_file`
+CLAIM_SUFFIX = ".claim"
+
+
+def claim_file(path: str | os.PathLike) -> bool:
+    """Claim the right to write ``path`` (a file several processes may want to make): create
+    ``.{name}.claim`` beside it, exclusively (``O_EXCL``), holding this process's pid, host and
+    time. True when this process now holds the claim; False while another running process holds
+    it. A claim whose owner is gone (a process of this machine no longer running, or any claim
+    older than :data:`STALE_TMP_SECONDS`) is taken over. Release it with :func:`release_claim`.
+    Claims only avoid double work: two processes that both write ``path`` atomically give a
+    correct file, so a lost race costs time, never correctness."""
+    claim = claim_path(path)
+    for _ in range(2):
+        try:
+            claim.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if claim_owner(path) is not None:
+                return False
+            try:  # the owner is gone: take it over
+                claim.unlink()
+            except FileNotFoundError:
+                pass
+            continue
+        except OSError as err:
+            raise WriteError(claim, err) from None
+        info = {"pid": os.getpid(), "host": host_name(), "time": time.time()}
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info))
+        return True
+    return False  # another process took it over at the same moment
+
+
+def claim_path(path: str | os.PathLike) -> Path:
+    """The claim file of ``path``: ``.{name}.claim`` in its folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{CLAIM_SUFFIX}")
+
+
+def claim_owner(path: str | os.PathLike) -> str | None:
+    """``"process PID on HOST"`` holding the claim of ``path``; None when there is no claim or
+    its owner is gone (see :func:`claim_file`)."""
+    return _live_claim(claim_path(path), host_name(), time.time())
+
+
+def release_claim(path: str | os.PathLike) -> None:
+    """Remove this process's claim of ``path`` (if it is still there)."""
+    claim = claim_path(path)
+    try:
+        if json.loads(claim.read_text()).get("pid") == os.getpid():
+            claim.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _live_claim(claim: Path, host: str, now: float) -> str | None:
+    try:
+        st = claim.stat()
+        info = json.loads(claim.read_text())
+        pid, owner_host = int(info["pid"]), str(info["host"])
+        started = float(info["time"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # being written, or garbled
+        return None if time.time() - _mtime(claim) > 60 else "a process (claim being written)"
+    if now - max(started, st.st_mtime) > STALE_TMP_SECONDS:
+        return None
+    if owner_host == host and (pid == os.getpid() or not pid_alive(pid)):
+        return None  # gone, or this process (never wait for oneself)
+    return f"process {pid} on {owner_host}"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> int:
     """Remove the temporary files of interrupted :func:`atomic_write_bytes` calls under
     ``folder``: those of a process of this machine that is no longer running, and any older
-    than :data:`STALE_TMP_SECONDS`. Returns how many were removed (a warning says so)."""
+    than :data:`STALE_TMP_SECONDS`. Returns how many were removed (a warning says so). Claim
+    files (:func:`claim_file`) whose owner is gone are removed too (not counted)."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
@@ -272,13 +376,19 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) 
     walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
     for dirpath, _, names in walk:
         for name in names:
+            if name.startswith(".") and name.endswith(CLAIM_SUFFIX):
+                claim = Path(dirpath) / name
+                if _live_claim(claim, host, now) is None:
+                    with contextlib.suppress(OSError):
+                        claim.unlink()
+                continue
             if not (name.startswith(".") and name.endswith(".tmp")):
                 continue
             f = Path(dirpath) / name
             m = _TMP_NAME.match(name)
             try:
                 st = f.stat()
-                dead = m is not None and m["host"] == host and not _pid_alive(int(m["pid"]))
+                dead = m is not None and m["host"] == host and not pid_alive(int(m["pid"]))
                 if dead or now - st.st_mtime > STALE_TMP_SECONDS:
                     f.unlink()
                     removed, freed = removed + 1, freed + st.st_size

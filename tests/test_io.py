@@ -100,3 +100,22 @@ def test_atomic_writes_fsync_unless_told_not_to(tmp_path, monkeypatch):
     assert len(synced) == 1  # the caller syncs once before its completion marker
     assert (tmp_path / "a.json").read_text() == '{\n  "x": 1\n}\n'
     assert (tmp_path / "b.txt").read_text() == "b" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path, caplog):
+    import logging
+
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with caplog.at_level(logging.WARNING, logger="corr"):
+        first = load_image(path, name="src")
+        again = load_image(path, name="src")
+    assert (first == 10).all() and (again == 10).all()
+    assert caplog.text.count(f"src: {path} has 3 frames") == 1  # once per file
+    assert "only the first frame is used" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="corr"):
+        load_image(Image.open(path), name="tgt")
+        load_image(frames[1], name="still")
+    assert "tgt: the PIL image has 3 frames" in caplog.text and "still" not in caplog.text

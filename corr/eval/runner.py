@@ -7,8 +7,9 @@ A run lives in one folder:
 - ``predictions.jsonl``: one line per finished pair (predicted target points in original target
   pixels, the flip decision, a CRC-32 of the line), appended and fsync'd pair by pair, so an
   interrupted run (even ``kill -9``) loses at most the pair in flight; on resume a torn last
-  line is cut off and any damaged line is reported with its line number, and those pairs are
-  computed again (never trusted, never silently dropped);
+  line or a damaged line is reported with its line number, removed by an atomic rewrite of the
+  file (every good line kept in order), and its pair computed again (never trusted, never
+  silently dropped; ``score`` only reads the file);
 - ``run.lock``: held while a process evaluates into the folder (owner's pid and host; an
   ``flock`` the kernel releases when the owner dies), so a second evaluation into the same
   folder is refused and a lock left by a killed run is detected as stale and taken over;
@@ -111,7 +112,8 @@ def resume(
 ) -> RunState:
     """Open (or start) the run in ``out``: the same configuration as a run already there, or
     :class:`ConfigMismatchError`; the images checked; the predictions already stored (torn or
-    damaged lines reported, their pairs to be computed again)."""
+    damaged lines reported and removed from this process's file, their pairs to be computed
+    again)."""
     records = load_records(opts)
     if not records:
         raise ValueError(
@@ -188,6 +190,7 @@ def extract_stage(
     log(
         f"features: {extracted.n_images} images, {extracted.cached} already cached, "
         f"{extracted.computed} extracted in {extracted.seconds:.1f} s"
+        + (f", {extracted.by_others} by another process" if extracted.by_others else "")
         + (f", {len(extracted.bad)} unreadable (skipped)" if extracted.bad else "")
     )
     return extracted, len(items)

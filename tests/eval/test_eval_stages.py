@@ -35,7 +35,7 @@ def test_extract_then_match_equals_per_pair_extraction(minireal, tmp_path, monke
 
 
 class _Empty:
-    n_images = cached = computed = 0
+    n_images = cached = computed = by_others = 0
     seconds = 0.0
     bad: list = []
 
