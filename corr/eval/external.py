@@ -11,7 +11,9 @@
   of ``{"src_fn", "trg_fn", "src_kpts_pred" (30, 2+) (x, y) in its letterboxed
   ``resize_resolution`` frame, "resize_resolution"}``. It is read with a restricted unpickler
   that accepts only plain data and numpy arrays (anything that would run code is refused), and
-  its points are mapped back to original target pixels with the reference's letterbox.
+  its points are mapped back to original target pixels with the reference's letterbox. Every
+  array is sized before it is allocated: one larger than the file's own bytes could fill is
+  refused (a forged file cannot ask for gigabytes).
 
 It prints and writes the same tables as a corr run (both averages, the geometry-aware subset),
 for the pairs that have predictions, and says how many pairs of the split have none.
@@ -68,7 +70,9 @@ def read_jsonl(path: str | Path) -> dict[str, list]:
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays; any other global is refused unrun."""
+    """Unpickles plain containers and numpy arrays; any other global is refused unrun. Every
+    array, dtype and numpy scalar is sized before it is allocated: one larger than ``limit``
+    bytes (a results file's arrays are made of its own bytes) is refused."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -80,21 +84,101 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         ("collections", "OrderedDict"),
     }
 
+    def __init__(self, file: io.BytesIO, limit: int) -> None:
+        super().__init__(file)
+        self.limit = limit
+        self.array_type = _bounded_array_type(limit)
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refused: the pickle asks for {module}.{name}, which a results file never "
+                "needs (it could run code); nothing of it was run"
+            )
+        found = super().find_class(module, name)
+        limit = self.limit
+        if name == "_reconstruct":
+
+            def reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+                if subtype is not np.ndarray:
+                    raise pickle.UnpicklingError(f"refused: an array of type {subtype!r}")
+                _check_size(shape, dtype, limit)
+                return found(self.array_type, shape, dtype)
+
+            return reconstruct
+        if name == "dtype":
+
+            def dtype(*args: Any) -> np.dtype:
+                made = np.dtype(*args)
+                _check_size((), made, limit)
+                return made
+
+            return dtype
+        if name == "scalar":
+
+            def scalar(dtype: Any, *args: Any) -> Any:
+                _check_size((), dtype, limit)
+                return found(dtype, *args)
+
+            return scalar
+        return found
+
+
+def _check_size(shape: Any, dtype: Any, limit: int) -> None:
+    """Refuse an array of ``shape`` and ``dtype`` above ``limit`` bytes, before allocating it."""
+    try:
+        dtype = np.dtype(dtype)  # a dtype, or its character code (b"b" in _reconstruct)
+    except (TypeError, ValueError):
+        raise pickle.UnpicklingError(f"refused: {dtype!r} is not a numpy dtype") from None
+    dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"refused: {shape!r} is not an array shape")
+    size = int(np.prod(dims, dtype=object)) * dtype.itemsize
+    if size > limit:
         raise pickle.UnpicklingError(
-            f"refused: the pickle asks for {module}.{name}, which a results file never needs "
-            "(it could run code); nothing of it was run"
+            f"refused: it asks for an array of shape {dims} and type {dtype} ({size / 2**30:.3g} "
+            f"GiB), more than the file's own bytes could fill ({limit} bytes); nothing was "
+            "allocated"
         )
+
+
+def _bounded_array_type(limit: int) -> type:
+    """An ``ndarray`` subclass whose unpickling state is sized before numpy allocates it."""
+
+    class BoundedArray(np.ndarray):
+        def __setstate__(self, state: Any) -> None:
+            if not isinstance(state, tuple) or len(state) not in (4, 5):
+                raise pickle.UnpicklingError("refused: not an array's pickled state")
+            shape, dtype = state[-4], state[-3]
+            _check_size(shape, dtype, limit)
+            super().__setstate__(state)
+
+    return BoundedArray
+
+
+#: an array of a results file holds at most this many times the file's size (object arrays
+#: keep an 8-byte pointer per element, which a 1-byte pickle opcode can make)
+ARRAY_BYTES_PER_FILE_BYTE = 8
 
 
 def read_geoaware_pkl(path: str | Path, records: list[PairRecord]) -> dict[str, list]:
     """GeoAware-SC's ``result.pkl`` (SPair-71k) -> ``pair_id -> pred`` in original pixels."""
     path = Path(path)
+    data = path.read_bytes()
+    limit = ARRAY_BYTES_PER_FILE_BYTE * len(data) + 4096
     try:
-        items = _DataOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as err:
+        items = _DataOnlyUnpickler(io.BytesIO(data), limit).load()
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        RecursionError,
+    ) as err:
         raise PredictionsError(f"{path}: cannot read it as GeoAware's result.pkl: {err}") from None
     if not isinstance(items, list):
         raise PredictionsError(f"{path}: expected a list of pair results, got {type(items)}")

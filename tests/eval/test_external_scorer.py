@@ -140,3 +140,49 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(spair, tmp_path):
     with pytest.raises(PredictionsError, match=r"refused: the pickle asks for (posix|os)\.system"):
         score_predictions(path, "spair", root, log=lambda s: None)
     assert not marker.exists()
+
+
+class _HugeArray:
+    """Unpickles through the allowed ``_reconstruct`` into a 10**10-element float64 array
+    (74.5 GiB): the size must be refused before numpy allocates it."""
+
+    def __init__(self, state: tuple | None = None) -> None:
+        self.state = state
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        if self.state is None:
+            return (_reconstruct, (np.ndarray, (10**10,), np.dtype("f8")))
+        return (_reconstruct, (np.ndarray, (0,), b"b"), self.state)
+
+
+@pytest.mark.parametrize(
+    "value, asked",
+    [
+        (_HugeArray(), "shape (10000000000,) and type float64 (74.5 GiB)"),
+        (_HugeArray((1, (10**9,), np.dtype("f8"), False, b"")), "(7.45 GiB)"),  # the state
+        (np.zeros((30, 2), np.float32), None),  # sanity: a real result is read
+    ],
+)
+def test_a_pickle_asking_for_a_huge_array_is_refused_before_allocating(
+    spair, tmp_path, value, asked
+):
+    root, records = spair
+    r = records[0]
+    item = {
+        "src_fn": f"x/{r.category}/{r.src_image.name}",
+        "trg_fn": f"x/{r.category}/{r.tgt_image.name}",
+        "src_kpts_pred": value,
+        "resize_resolution": 840,
+    }
+    path = tmp_path / "result.pkl"
+    path.write_bytes(pickle.dumps([item], protocol=4))
+    if asked is None:
+        assert score_predictions(path, "spair", root, log=lambda s: None)["predictions"]
+        return
+    with pytest.raises(PredictionsError) as info:
+        score_predictions(path, "spair", root, log=lambda s: None)
+    text = str(info.value)
+    assert text.startswith(f"{path}: cannot read it as GeoAware's result.pkl: refused")
+    assert asked in text and "nothing was allocated" in text
