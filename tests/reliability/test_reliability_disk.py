@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from fault_points import HERE, REPO, eval_args
@@ -123,3 +124,64 @@ def test_real_full_and_read_only_tmpfs(minireal, tmp_path):
     assert sorted(p.name for p in after.iterdir()) == sorted(p.name for p in before.iterdir())
     for name in (pred, "config.json"):  # nothing changed
         assert (after / name).read_bytes() == (before / name).read_bytes()
+
+
+def _demo():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_demo_kt_disk", REPO / "demos" / "keypoint_transfer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DEMO = [sys.executable, str(REPO / "demos" / "keypoint_transfer.py")]
+
+
+def test_demo_into_a_read_only_folder_is_one_line_without_traceback(tmp_path, monkeypatch, capsys):
+    """Issue 23.10: the demo's WriteError is its whole output (exit 1), for the figure and for
+    the warp; on a real read-only tmpfs where one can be mounted, else injected (EROFS)."""
+    import tempfile
+
+    import corr.io
+
+    folder = tmp_path / "ro"
+    base = ["--extractor", "corr.contrib.mobilenet:mobilenetv2", "--device", "cpu"]
+    cases = {
+        "figure": [*base, "--out", str(folder / "fig.png")],
+        "warp": [*base, "--out", str(tmp_path / "fig.png"), "--warp", str(folder / "w.png")],
+    }
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir) == folder:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(corr.io.tempfile, "mkstemp", mkstemp)
+    demo = _demo()
+    for name, argv in cases.items():
+        assert demo.main(argv) == 1, name
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
+        assert err.startswith(f"error: cannot write {folder / Path(argv[-1]).name}: "), err
+        assert "Read-only file system" in err and "make the folder writable" in err
+    monkeypatch.undo()
+    if not _can_mount_tmpfs(tmp_path):
+        return
+    folder.mkdir(exist_ok=True)
+    script = f'mount -t tmpfs -o size=64k,ro tmpfs "{folder}" && exec "$@"'
+    r = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", *DEMO, *cases["figure"]],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
+        timeout=300,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (
+        f"error: cannot write {folder / 'fig.png'}: Read-only file system (folder {folder}); "
+        "make the folder writable, or write elsewhere; everything written before is kept"
+    )
