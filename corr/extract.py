@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad", action="store_true", help="list unreadable images instead of stopping"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--adapter",
+        metavar="NAME|PATH",
+        help="extract the features this supervised adapter was trained on (its extractors); "
+        "the adapter itself runs at matching time",
+    )
     add_extractor_arguments(p)
     return p
 
@@ -95,12 +101,12 @@ def _main(args: argparse.Namespace) -> int:
     try:
         if args.batch_size < 1 or args.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --num-workers >= 0")
-        from .eval.cli import extractor_options, extractor_specs
+        from .eval.cli import default_extractors, extractor_options, extractor_specs
         from .preflight import preflight
         from .protocols import get_protocol
 
         protocol = get_protocol(args.protocol)
-        specs = extractor_specs(args, protocol.extractors)
+        specs = extractor_specs(args, default_extractors(args, protocol))
 
         def data() -> list[Path]:
             found = list_images(args.images)
@@ -118,6 +124,7 @@ def _main(args: argparse.Namespace) -> int:
             pretrained=not args.no_pretrained,
             dtype=args.dtype,
             data=data,
+            adapter=args.adapter,
         )
         from .distributed import context, shard
         from .extraction import ImageItem

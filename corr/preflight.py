@@ -174,6 +174,32 @@ def missing_weights_error(needs: Sequence[WeightsNeed]) -> WeightsNotFoundError 
     )
 
 
+def adapter_problems(adapter: str) -> list[Problem]:
+    """A :class:`Problem` when a supervised adapter (registered name or path) is not there."""
+    if adapter in KNOWN_WEIGHTS:
+        try:
+            resolve(adapter, allow_download=False)
+        except WeightsNotFoundError:
+            return [
+                Problem(
+                    f"adapter {adapter} ({KNOWN_WEIGHTS[adapter].description}) is not in the "
+                    f"weights folder {weights_dir()}",
+                    f"python -m corr.weights download {adapter} (needs network)",
+                )
+            ]
+        return []
+    from pathlib import Path
+
+    if not Path(adapter).exists():
+        return [
+            Problem(
+                f"adapter {adapter}: no such file or folder, and not a registered name "
+                "(python -m corr.weights list shows them; corr.train writes best.safetensors)"
+            )
+        ]
+    return []
+
+
 def _spec_problem(spec: str) -> Problem | None:
     """Why an extractor name cannot be built (unknown name, not a factory), or None."""
     if spec.startswith(("timm/", "hf-hub:")):
@@ -267,6 +293,7 @@ def preflight(
     dtype: str | None = None,
     extras: Sequence[str] = (),
     data: Callable[[], T] | None = None,
+    adapter: str | None = None,
 ) -> T | None:
     """Check everything a run needs and raise one :class:`PreflightError` listing every problem.
 
@@ -274,7 +301,8 @@ def preflight(
     with its ``options``, ``protocol``, ``pretrained`` and ``dtype``, as the Matcher takes them;
     ``extras``: optional features it uses (keys of :data:`EXTRAS`; ``"xformers"`` is added when
     an extractor option asks for it); ``data``: a function that loads and checks the run's
-    data, whose ``OSError``/``ValueError``/``KeyError`` are problems too. Returns what ``data``
+    data, whose ``OSError``/``ValueError``/``KeyError`` are problems too; ``adapter``: a
+    supervised adapter's registered name or path (found, not loaded). Returns what ``data``
     returned (None without it). Loads no model and opens no weights file.
     """
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
@@ -305,6 +333,8 @@ def preflight(
             wanted_extras.append("xformers")
             why["xformers"] = f"xformers attention ({spec})"
     problems += weights_problems(needs)
+    if adapter is not None:
+        problems += adapter_problems(adapter)
     problems += later
     problems += extras_problems(wanted_extras, why)
     if problems:

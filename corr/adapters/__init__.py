@@ -18,6 +18,7 @@ from .checkpoints import (
     open_adapter,
     read_config,
     save_adapter,
+    trained_features,
 )
 from .config import AdapterConfig
 from .inputs import adapter_descriptor, adapter_groups, adapter_input, normalize_descriptor
@@ -36,4 +37,5 @@ __all__ = [
     "open_adapter",
     "read_config",
     "save_adapter",
+    "trained_features",
 ]

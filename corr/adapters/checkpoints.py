@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,7 @@ from .config import AdapterConfig
 
 __all__ = [
     "open_adapter",
+    "trained_features",
     "apply_reference_weights",
     "load_reference_checkpoint",
     "save_adapter",
@@ -292,3 +294,18 @@ def open_adapter(spec: str | os.PathLike | torch.nn.Module) -> tuple[Aggregation
         "features": features,
     }
     return module.eval(), record
+
+
+def trained_features(spec: str | os.PathLike | torch.nn.Module) -> dict[str, Any]:
+    """``{"extractors", "protocol"}`` an adapter was trained on, without loading its weights:
+    from our adapter's JSON, or GeoAware-SC's (a registered name or a ``.PTH``: SD 1.5 +
+    DINOv2-B under the geoaware protocol). For a command to check and build what it needs."""
+    if isinstance(spec, torch.nn.Module):
+        recipe = dict(getattr(spec, "config", AdapterConfig()).recipe)
+    else:
+        from ..weights import KNOWN_WEIGHTS
+
+        path = Path(spec)
+        ours = str(spec) not in KNOWN_WEIGHTS and path.suffix.lower() not in _PICKLE_SUFFIXES
+        recipe = dict(read_config(path).recipe) if ours else {}
+    return {k: recipe.get(k, v) for k, v in REFERENCE_FEATURES.items()}

@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", action="store_true", help="test-time pose alignment (SPair-71k, AP-10K)"
     )
     m.add_argument("--flip-table", help="left/right flip table (JSON) (default: the data set's)")
+    m.add_argument(
+        "--adapter",
+        metavar="NAME|PATH",
+        help="a supervised adapter (replaces fusion): a registered name (geoaware-spair, "
+        "geoaware-ap10k) or a corr.train output; the extractors, --matcher and --window "
+        "default to those it was trained and evaluated with",
+    )
     add_extractor_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument(
@@ -327,6 +334,18 @@ def _dtype(args: argparse.Namespace) -> str | None:
     return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(args.dtype, args.dtype)
 
 
+def default_extractors(args: argparse.Namespace, protocol) -> Sequence[str]:
+    """The protocol's extractors, or with ``--adapter`` those it was trained on."""
+    if args.adapter:
+        from ..adapters import trained_features
+
+        try:
+            return trained_features(args.adapter)["extractors"]
+        except (OSError, ValueError):  # not there: the preflight names it
+            pass
+    return protocol.extractors
+
+
 def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -> list:
     """The run's pairs, after :func:`corr.preflight.preflight` checked the data, the extractors,
     every weight and optional package the run needs (one error naming all that is missing)."""
@@ -345,6 +364,7 @@ def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -
         pretrained=not args.no_pretrained,
         dtype=_dtype(args),
         data=data,
+        adapter=args.adapter,
     )
 
 
@@ -416,7 +436,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"{args.batch_size}, {args.num_workers}, {args.memory_cache_gb})"
             )
         protocol = get_protocol(args.protocol)
-        specs = extractor_specs(args, protocol.extractors)
+        specs = extractor_specs(args, default_extractors(args, protocol))
         root = args.root or DEFAULT_ROOTS[args.dataset]
         opts = EvalOptions(
             dataset=args.dataset,
@@ -467,6 +487,8 @@ def _main(argv: Sequence[str] | None) -> int:
             dtype=_dtype(args),
             device=args.device,
         )
+        if args.adapter:
+            matcher_kwargs["adapter"] = args.adapter
         if args.autocast:
             matcher_kwargs["autocast"] = args.autocast
         if args.compile:
