@@ -41,8 +41,8 @@ from .matching import cosine_similarity_map, match_points, pixel_match
 from .outputs import DenseOutput, MatchOutput, WarpOutput, to_torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .geometry import Letterbox, Stretch
     from .features import ImageFeatures
+    from .geometry import Letterbox, Stretch
     from .matcher import Matcher
 
 Category = str | tuple[str | None, str | None] | None

@@ -52,6 +52,7 @@ from .obtain import PlannedFile, dataset_entry, obtain_file, plan_files, sources
 
 __all__ = [
     "download",
+    "bundled_subset",
     "download_hint",
     "fetch",
     "unpack_archive",
@@ -81,20 +82,50 @@ class DownloadResult:
     files: list[dict] = field(default_factory=list)
 
 
+def bundled_subset(dataset: str) -> Path | None:
+    """The small real test subset a checkout bundles for ``dataset`` (``tests/data/minireal``:
+    8 categories of photos in the SPair-71k and PF-Pascal layouts), or None (an installed
+    package, or AP-10K)."""
+    folder = dataset_entry(dataset, None)["folder"]
+    path = Path(__file__).resolve().parents[2] / "tests" / "data" / "minireal" / folder
+    return path if path.is_dir() else None
+
+
 def download_hint(dataset: str, root: str | Path) -> str:
-    """One or two lines telling how to get ``dataset`` so that ``root`` is its folder."""
+    """What to do when ``root`` is not ``dataset``'s folder, depending on what is there.
+
+    A folder that exists but lacks files: the check command that lists what it lacks. A folder
+    that does not exist: the download command into its parent (where the user meant the data
+    to be), or into ``data/`` when the path is not named after the data set or points into a
+    test subset (``minireal``); and, in a checkout, the bundled test subset (a subset is not
+    the benchmark: said so).
+    """
     entry = dataset_entry(dataset, None)
     root = Path(root)
     folder = entry["folder"]
-    parent = root.parent
-    cmd = f"python -m corr.datasets download {dataset} --root {parent}"
-    if root.name == folder:
-        hint = f"to download it: {cmd}"
-    else:
-        hint = f"to download it: {cmd} (this makes {parent / folder}; pass that as --root)"
     if root.is_dir():
-        hint += f"\nto see what this folder lacks: python -m corr.datasets check {dataset} --root {root}"
-    return hint
+        return (
+            f"to see what this folder lacks: python -m corr.datasets check {dataset} --root {root}"
+        )
+    # the folder the user meant for the data, unless the path points at a test subset
+    # (minireal: a subset is not the benchmark, so the benchmark does not go there)
+    subset_path = any(part.lower() == "minireal" for part in root.parts)
+    parent = root.parent if root.name == folder and not subset_path else Path("data")
+    lines = [
+        f"to download the full {folder}: python -m corr.datasets download {dataset} --root "
+        f"{parent} (makes {parent / folder}; pass that as --root)"
+    ]
+    subset = bundled_subset(dataset)
+    if subset is not None:
+        try:
+            shown = subset.relative_to(Path.cwd())
+        except ValueError:
+            shown = subset
+        lines.append(
+            f"to try the tools without it: --root {shown} (minireal, a small subset of real "
+            "photos in this layout, bundled for tests; its figures are not benchmark figures)"
+        )
+    return "\n".join(lines)
 
 
 def _atomic_json(path: Path, obj: Any) -> None:

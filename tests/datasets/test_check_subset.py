@@ -102,3 +102,24 @@ def test_full_copy_is_not_called_a_subset(minireal, tmp_path):
     stems = copy_spair(minireal, root)
     report = check_dataset("spair", root, published={"test": len(stems)})
     assert report.ok and not report.subset and "a subset" not in report.format()
+
+
+def test_missing_data_advice_depends_on_what_is_missing(tmp_path, monkeypatch):
+    from corr.datasets.download import bundled_subset, download_hint
+
+    monkeypatch.chdir(tmp_path)
+    # a folder that is not there, under a parent that is not there either (a minireal path
+    # copied from a checkout with shared/ beside it): download into data/, not into "minireal"
+    hint = download_hint("spair", "../shared/data/minireal/SPair-71k")
+    assert "download spair --root data (makes data/SPair-71k" in hint
+    assert "minireal --" not in hint and "--root ../shared" not in hint
+    assert f"--root {bundled_subset('spair')}" in hint and "not benchmark figures" in hint
+    # the user's own data folder (there or not yet): download there
+    hint = download_hint("spair", tmp_path / "mydata" / "SPair-71k")
+    assert f"--root {tmp_path / 'mydata'} (makes {tmp_path / 'mydata' / 'SPair-71k'}" in hint
+    # a folder that exists but lacks files: what it lacks, no download advice
+    (tmp_path / "half").mkdir()
+    hint = download_hint("spair", tmp_path / "half")
+    assert hint.startswith("to see what this folder lacks: python -m corr.datasets check spair")
+    assert "download" not in hint
+    assert bundled_subset("ap10k") is None  # no bundled AP-10K subset
