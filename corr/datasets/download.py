@@ -94,29 +94,27 @@ def bundled_subset(dataset: str) -> Path | None:
 def download_hint(dataset: str, root: str | Path) -> str:
     """What to do when ``root`` is not ``dataset``'s folder, depending on what is there.
 
-    A folder that exists but lacks files: the check command that lists what it lacks. A folder
-    that does not exist: the download command into its parent (where the user meant the data
-    to be), or into ``data/`` when the path is not named after the data set or points into a
-    test subset (``minireal``); and, in a checkout, the bundled test subset (a subset is not
-    the benchmark: said so).
+    The download command puts the data set beside the folder named (its parent: where the
+    user keeps data), or into ``data/`` when the path points into a test subset (``minireal``:
+    a subset is not the benchmark, so the benchmark does not go there). A folder that exists
+    also gets the check command that lists what it lacks; in a checkout, the bundled test
+    subset is named to try the tools with (said not to be the benchmark).
     """
     entry = dataset_entry(dataset, None)
     root = Path(root)
     folder = entry["folder"]
-    if root.is_dir():
-        return (
-            f"to see what this folder lacks: python -m corr.datasets check {dataset} --root {root}"
-        )
-    # the folder the user meant for the data, unless the path points at a test subset
-    # (minireal: a subset is not the benchmark, so the benchmark does not go there)
     subset_path = any(part.lower() == "minireal" for part in root.parts)
-    parent = root.parent if root.name == folder and not subset_path else Path("data")
+    parent = Path("data") if subset_path else root.parent
     lines = [
         f"to download the full {folder}: python -m corr.datasets download {dataset} --root "
         f"{parent} (makes {parent / folder}; pass that as --root)"
     ]
+    if root.is_dir():
+        lines.append(
+            f"to see what this folder lacks: python -m corr.datasets check {dataset} --root {root}"
+        )
     subset = bundled_subset(dataset)
-    if subset is not None:
+    if subset is not None and not root.is_dir():
         try:
             shown = subset.relative_to(Path.cwd())
         except ValueError:

@@ -117,9 +117,12 @@ def test_missing_data_advice_depends_on_what_is_missing(tmp_path, monkeypatch):
     # the user's own data folder (there or not yet): download there
     hint = download_hint("spair", tmp_path / "mydata" / "SPair-71k")
     assert f"--root {tmp_path / 'mydata'} (makes {tmp_path / 'mydata' / 'SPair-71k'}" in hint
-    # a folder that exists but lacks files: what it lacks, no download advice
+    # a folder that exists but lacks files: what it lacks too, and no subset advice
     (tmp_path / "half").mkdir()
     hint = download_hint("spair", tmp_path / "half")
-    assert hint.startswith("to see what this folder lacks: python -m corr.datasets check spair")
-    assert "download" not in hint
+    assert (
+        f"to see what this folder lacks: python -m corr.datasets check spair --root {tmp_path / 'half'}"
+        in hint
+    )
+    assert "minireal" not in hint
     assert bundled_subset("ap10k") is None  # no bundled AP-10K subset

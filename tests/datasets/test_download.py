@@ -765,7 +765,7 @@ def test_missing_root_names_the_download_command(tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError) as err:
         load_pairs("pfpascal", tmp_path / "mine")
     msg = str(err.value)
-    assert f"(this makes {tmp_path / 'PF-Pascal'}; pass that as --root)" in msg
+    assert f"(makes {tmp_path / 'PF-Pascal'}; pass that as --root)" in msg
     assert f"python -m corr.datasets check pfpascal --root {tmp_path / 'mine'}" in msg
 
 
