@@ -176,10 +176,13 @@ _NOT_IDENTITY = (
 )
 
 
-def image_items(records: Sequence[PairRecord], flip: bool, matcher) -> list[ImageItem]:
+def image_items(
+    records: Sequence[PairRecord], flip: bool, matcher, mirrored_targets: bool = False
+) -> list[ImageItem]:
     """The unique images a run needs: every source and target, and the mirrored sources with
-    ``flip``. Categories are kept only when an extractor's features depend on them (a
-    ``{category}`` prompt), so that an image is extracted once."""
+    ``flip`` (the mirrored targets too with ``mirrored_targets``: training's flip terms).
+    Categories are kept only when an extractor's features depend on them (a ``{category}``
+    prompt), so that an image is extracted once."""
     by_category = any(getattr(e, "uses_category", False) for e in matcher.extractors)
     items: dict[ImageItem, None] = {}
     for rec in records:
@@ -191,7 +194,26 @@ def image_items(records: Sequence[PairRecord], flip: bool, matcher) -> list[Imag
         items[ImageItem(str(rec.tgt_image), cat_t)] = None
         if flip:
             items[ImageItem(str(rec.src_image), cat_s, mirrored=True)] = None
+        if mirrored_targets:
+            items[ImageItem(str(rec.tgt_image), cat_t, mirrored=True)] = None
     return list(items)
+
+
+def write_cache_configs(matcher, items: Sequence[ImageItem], ctx) -> None:
+    """Under several processes: the feature cache's configuration files, written once by rank
+    0 before any rank extracts (the others are told not to write them)."""
+    if not ctx.active:
+        return
+    if matcher.cache.root is None:
+        raise ValueError(
+            "several processes share features through an on-disk cache: give cache_dir"
+        )
+    if ctx.is_main:
+        for category in {item.category for item in items}:
+            for ext in matcher.extractors:
+                matcher.cache.write_config(matcher.cache_config(ext, category))
+    matcher.cache.write_configs = False
+    ctx.barrier()
 
 
 def run_config(opts: EvalOptions, matcher_config: dict, geo_src, flip_src) -> dict:

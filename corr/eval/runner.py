@@ -50,6 +50,7 @@ from .plan import (
     prompt_categories,
     run_config,
     tables_for,
+    write_cache_configs,
 )
 from .results import environment, print_results, score_run, write_results
 from .store import PRED_FILE, PredictionStore, points_to_json
@@ -169,17 +170,7 @@ def extract_stage(
     batches, cached ones skipped; this rank takes its shard. Returns the report and the number
     of unique images of all ranks."""
     items = image_items(records, opts.flip, matcher)
-    if ctx.active:
-        if matcher.cache.root is None:
-            raise ValueError(
-                "several processes share features through an on-disk cache: give cache_dir"
-            )
-        if ctx.is_main:  # the configuration files of the cache, written once, by one process
-            for category in {item.category for item in items}:
-                for ext in matcher.extractors:
-                    matcher.cache.write_config(matcher.cache_config(ext, category))
-        matcher.cache.write_configs = False
-        ctx.barrier()
+    write_cache_configs(matcher, items, ctx)
     extracted = matcher.extract(
         shard(items, ctx),
         batch_size=opts.batch_size,

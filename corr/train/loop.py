@@ -44,7 +44,7 @@ from ..adapters import (
 )
 from ..datasets import PairRecord, load_pairs
 from ..distributed import DistContext, shard
-from ..extraction import ImageItem
+from ..eval.plan import image_items, prompt_categories, write_cache_configs
 from ..io import atomic_write_json, remove_stale_temporaries
 from ..keypoint_tables import default_tables, load_groups
 from .data import FeaturePairs, keep_item
@@ -118,24 +118,6 @@ class TrainModel(torch.nn.Module):
             size=size,
             generator=generator,
         )
-
-
-def _images(records: list[PairRecord], mirrored_too: bool, matcher) -> list[ImageItem]:
-    """Every image of ``records`` (and both mirrored images with flip terms), once each."""
-    from ..eval.plan import prompt_categories
-
-    by_category = any(getattr(e, "uses_category", False) for e in matcher.extractors)
-    items: dict[ImageItem, None] = {}
-    for rec in records:
-        cats = prompt_categories(rec)
-        cat_s, cat_t = cats if isinstance(cats, tuple) else (cats, cats)
-        if not by_category:
-            cat_s = cat_t = None
-        for path, cat in ((rec.src_image, cat_s), (rec.tgt_image, cat_t)):
-            items[ImageItem(str(path), cat)] = None
-            if mirrored_too:
-                items[ImageItem(str(path), cat, mirrored=True)] = None
-    return list(items)
 
 
 def _flip_tables(opts: TrainOptions, recipe: Recipe, records: list[PairRecord]):
@@ -246,15 +228,10 @@ def _train(opts, matcher, out: Path, progress: bool, log, ctx: DistContext) -> d
         )
 
     # ---- stage 1: features of every image, in the cache
-    items = _images(records, flips is not None, matcher) + _images(val, False, matcher)
-    items = list(dict.fromkeys(items))
-    if ctx.active:  # the cache's configuration files, written once, by one process
-        if ctx.is_main:
-            for category in {item.category for item in items}:
-                for ext in matcher.extractors:
-                    matcher.cache.write_config(matcher.cache_config(ext, category))
-        matcher.cache.write_configs = False
-        ctx.barrier()
+    flipped = flips is not None
+    items = image_items(records, flipped, matcher, mirrored_targets=flipped)
+    items = list(dict.fromkeys(items + image_items(val, False, matcher)))
+    write_cache_configs(matcher, items, ctx)
     report = matcher.extract(
         shard(items, ctx), batch_size=opts.batch_size_extract, progress=progress
     )
@@ -265,8 +242,6 @@ def _train(opts, matcher, out: Path, progress: bool, log, ctx: DistContext) -> d
     ctx.barrier()
 
     # ---- the model, the optimiser, the order
-    from ..eval.plan import prompt_categories
-
     def categories(rec):
         cats = prompt_categories(rec)
         return cats if isinstance(cats, tuple) else (cats, cats)

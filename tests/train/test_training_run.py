@@ -4,7 +4,6 @@ configuration is recorded and guarded, and the command line records every overri
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,20 +20,11 @@ REPO = HERE.parents[1]
 KILLED = -signal.SIGKILL
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "train_minireal", REPO / "benchmarks/train_minireal.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def data(minireal, tmp_path_factory):
+def data(minireal, train_minireal, tmp_path_factory):
     """minireal's SPair-71k subset with trn (19 pairs) and val (8) splits."""
     root = tmp_path_factory.mktemp("splits") / "SPair-71k"
-    splits = _benchmark().make_splits(minireal, root)
+    splits = train_minireal.make_splits(minireal, root)
     assert len(splits["trn"]) == 19 and len(splits["val"]) == 8
     return root
 

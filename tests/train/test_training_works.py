@@ -9,9 +9,7 @@ zero-shot) -> 66.8 with the trained adapter. The test asserts about half of each
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
@@ -20,22 +18,11 @@ from corr.adapters import load_adapter
 from corr.datasets import load_pairs
 from corr.train import TrainOptions, train
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "train_minireal", REPO / "benchmarks/train_minireal.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_a_short_training_lowers_the_loss_and_raises_pck(
-    minireal, real_mobilenet, mobilenet_feature_cache, tmp_path
+    minireal, real_mobilenet, mobilenet_feature_cache, train_minireal, tmp_path
 ):
-    bench = _benchmark()
+    bench = train_minireal
     data = tmp_path / "SPair-71k"
     bench.make_splits(minireal, data)
     threads = torch.get_num_threads()
