@@ -62,7 +62,7 @@ from .places import (
     weights_dir,
     weights_dir_origin,
 )
-from .registry import KNOWN_WEIGHTS, KnownWeights, diffusers_allow_patterns
+from .registry import KNOWN_WEIGHTS, KnownWeights, RemoteFile, WheelFile, diffusers_allow_patterns
 from .resolve import ResolvedWeights, WeightsNotFoundError, resolve
 
 __all__ = [
@@ -71,6 +71,8 @@ __all__ = [
     "WeightsNotFoundError",
     "KNOWN_WEIGHTS",
     "KnownWeights",
+    "RemoteFile",
+    "WheelFile",
     "diffusers_allow_patterns",
     "load_state_dict",
     "torch_load_error",

