@@ -10,7 +10,10 @@ Knob groups:
 - ``matcher``: keyword arguments of :class:`corr.Matcher` (fusion, matching, padding, the
   arithmetic of keypoint -> cell, the cell centre, the mirror convention and the flip decision);
 - ``sd`` / ``dino``: options given to the SD and DINOv2 extractor factories (``sd15``, ``sd21``,
-  ``sd``, ``dinov2_*``; tiny test models and custom extractors keep their own);
+  ``sd``, ``dinov2_*``; tiny test models and custom extractors keep their own). CleanDIFT
+  (``sd15-cleandift``, ``sd21-cleandift``) gets the ``sd`` knobs with CleanDIFT's own settings
+  over them (:data:`CLEANDIFT_KNOBS`); DINOv3 (``dinov3_*``, patch 16) gets the DINOv2 token
+  grid of the protocol (840 px / 14 = 60 -> 960 px);
 - ``resample``: the PIL filter of every extractor's letterbox resize;
 - ``eval``: how the evaluation reads the keypoint tables and which pairs it takes.
 """
@@ -20,7 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "MATCHER_KNOBS", "UNSET", "resolve_knobs"]
+__all__ = [
+    "Protocol",
+    "PROTOCOLS",
+    "get_protocol",
+    "MATCHER_KNOBS",
+    "UNSET",
+    "resolve_knobs",
+    "CLEANDIFT_KNOBS",
+    "extractor_knobs",
+]
 
 #: Matcher keyword arguments that a protocol sets (and a user may override one by one).
 MATCHER_KNOBS = (
@@ -196,12 +208,38 @@ def get_protocol(name: str | Protocol) -> Protocol:
     return PROTOCOLS[name]
 
 
+#: CleanDIFT's extractors, which take a protocol's ``sd`` knobs with :data:`CLEANDIFT_KNOBS` over them
+CLEANDIFT_SPECS = ("sd15-cleandift", "sd21-cleandift")
+
+#: CleanDIFT's own extraction under each protocol, put over the protocol's ``sd`` knobs: its
+#: UNet is conditioned on t = 261 and reads the clean latent (no noise, so no noise ensemble),
+#: with a caption's CLIP embedding. ``geoaware`` is CleanDIFT's GeoAware-SC evaluation
+#: (CompVis/cleandift @6bc34e16, branch geoaware-sc-eval: FreeU commented out, caption
+#: "A photo of a {category}", the 69.99 SPair row); ``dift`` keeps DIFT's prompt and posterior
+#: samples, with one draw; ``corr`` and ``sd-dino`` use the empty caption, as CleanDIFT's
+#: ``get_features`` does without one (prompt " " is the CLIP embedding of the empty caption).
+CLEANDIFT_KNOBS: dict[str, dict[str, Any]] = {
+    "corr": {"timestep": 261, "prompt": " "},
+    "sd-dino": {"timestep": 261, "prompt": " "},
+    "geoaware": {"timestep": 261, "freeu": False, "prompt": "A photo of a {category}"},
+    "dift": {"timestep": 261, "ensemble": 1},
+}
+_CLEANDIFT_DEFAULT = {"timestep": 261, "freeu": False}
+
+
 def extractor_knobs(protocol: Protocol, spec: str) -> dict[str, Any]:
     """The factory options a protocol gives the extractor registered as ``spec``."""
     if spec in ("sd15", "sd21", "sd"):
         return dict(protocol.sd)
+    if spec in CLEANDIFT_SPECS:
+        return {**protocol.sd, **CLEANDIFT_KNOBS.get(protocol.name, _CLEANDIFT_DEFAULT)}
     if spec.startswith("dinov2_"):
         return dict(protocol.dino)
+    if spec.startswith("dinov3_"):  # patch 16: the same token grid as DINOv2's (patch 14)
+        knobs = {k: v for k, v in protocol.dino.items() if k != "input_size"}
+        if "input_size" in protocol.dino:
+            knobs["input_size"] = int(protocol.dino["input_size"]) // 14 * 16
+        return knobs
     return {}
 
 

@@ -1,6 +1,6 @@
 """Feature extractors: the base contract, the registry and the built-in models."""
 
-from . import dino, sd  # noqa: F401  (register the built-in models)
+from . import cleandift, dino, dinov3, sd  # noqa: F401  (register the built-in models)
 from .base import Extractor, FeatureMaps, ModuleExtractor, module_fingerprint
 from .registry import (
     build_extractors,

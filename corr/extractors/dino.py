@@ -53,13 +53,16 @@ def import_timm():
 
 
 class DinoExtractor(Extractor):
-    """DINOv2 last-block tokens before the final norm: ``{"dino": (B, C, T/14, T/14)}``.
+    """DINO last-block patch tokens: ``{"dino": (B, C, T/p, T/p)}`` for patch size ``p``.
 
     Args:
-        model: a timm ``VisionTransformer`` (patch 14), ideally built at ``input_size``.
-        input_size: the letterbox side ``T`` (840 in the reference), a multiple of 14.
+        model: a timm ViT with ``forward_intermediates`` (DINOv2's ``VisionTransformer``,
+            patch 14; DINOv3's ``Eva``, patch 16), ideally built at ``input_size``.
+        input_size: the letterbox side ``T`` (840 in the reference), a multiple of ``p``.
         dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         model_id: the weights' identity for :meth:`config` (default: a parameter fingerprint).
+        norm: apply the model's final norm to the tokens (DINOv2 here: no, as the reference;
+            DINOv3: yes, :mod:`corr.extractors.dinov3`).
     """
 
     group = "dino"
@@ -74,6 +77,7 @@ class DinoExtractor(Extractor):
         dtype: str | torch.dtype = "fp32",
         model_id: str | None = None,
         name: str = "dinov2",
+        norm: bool = False,
     ) -> None:
         super().__init__()
         self.model = model.to(parse_dtype(dtype)).eval().requires_grad_(False)
@@ -81,8 +85,9 @@ class DinoExtractor(Extractor):
         self.input_size = int(input_size)
         if self.input_size % self.patch_size:
             raise ValueError(
-                f"DINOv2 input size {input_size} must be a multiple of {self.patch_size}"
+                f"{name} input size {input_size} must be a multiple of {self.patch_size}"
             )
+        self.norm = bool(norm)
         self.model_id = model_id
         self.name = name
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -101,7 +106,7 @@ class DinoExtractor(Extractor):
             "model": self.model_id,
             "facet": "token",
             "block": len(self.model.blocks) - 1,
-            "norm": False,
+            "norm": self.norm,
             "dtype": dtype_name(self.dtype),
             "input_size": self.input_size,
             "resample": self.resample,
@@ -112,12 +117,12 @@ class DinoExtractor(Extractor):
     def extract(self, pixels: torch.Tensor, category: str | None = None) -> FeatureMaps:
         h, w = pixels.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
-            raise ValueError(f"DINOv2 input {h}x{w} must be a multiple of {self.patch_size}")
+            raise ValueError(f"{self.name} input {h}x{w} must be a multiple of {self.patch_size}")
         x = (pixels.to(self.mean.device, torch.float32) - self.mean) / self.std
         (tokens,) = self.model.forward_intermediates(
             x.to(self.dtype),
             indices=1,
-            norm=False,
+            norm=self.norm,
             output_fmt="NCHW",
             intermediates_only=True,
         )

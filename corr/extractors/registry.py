@@ -142,7 +142,8 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
 class WeightsNeed:
     """Weights an extractor resolves when it is built with ``pretrained=True``: the request
     (a known name such as ``"sd15"``, a hub id or a folder), the explicit ``path`` option, and
-    the kind (``"diffusers"`` or ``"dinov2"``); see :func:`corr.weights.resolve`."""
+    the kind (``"diffusers"``, ``"dinov2"``, ``"dinov3"`` or ``"unet-file"``); see
+    :func:`corr.weights.resolve`."""
 
     request: str
     path: str | None
@@ -165,15 +166,21 @@ def factory_options(
 
 def required_weights(spec: str, kwargs: Mapping[str, Any]) -> list[WeightsNeed]:
     """The weights building the registered extractor ``spec`` with factory options ``kwargs``
-    resolves (SD 1.5 / 2.1, a diffusers folder or hub id for ``"sd"``, the DINOv2 files);
-    empty for the tiny test models and for what is only known when built (``timm/...``,
-    ``module:factory``)."""
+    resolves (SD 1.5 / 2.1, a diffusers folder or hub id for ``"sd"``, the DINOv2 and DINOv3
+    files, CleanDIFT's UNet file and its SD base folder); empty for the tiny test models and
+    for what is only known when built (``timm/...``, ``module:factory``)."""
     from ..weights import KNOWN_WEIGHTS
 
     path = kwargs.get("path")
     path = None if path is None else str(path)
     known = KNOWN_WEIGHTS.get(spec)
-    if spec in _REGISTRY and known is not None and known.kind in ("diffusers", "dinov2"):
+    if spec in _REGISTRY and known is not None and known.kind == "unet-file" and known.base:
+        base_path = kwargs.get("base_path")
+        return [
+            WeightsNeed(known.base, None if base_path is None else str(base_path), "diffusers"),
+            WeightsNeed(spec, path, known.kind),
+        ]
+    if spec in _REGISTRY and known is not None and known.kind in ("diffusers", "dinov2", "dinov3"):
         return [WeightsNeed(spec, path, known.kind)]
     if spec == "sd" and kwargs.get("model"):
         return [WeightsNeed(str(kwargs["model"]), path, "diffusers")]

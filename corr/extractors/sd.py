@@ -107,6 +107,7 @@ def _make(
         model_id=models.model_id,
         text_source=models.folder,
         dtype=dtype,
+        weights_record=models.record,
         **kwargs,
     )
     return ext.to(device) if device is not None else ext

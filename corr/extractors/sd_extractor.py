@@ -16,6 +16,8 @@ sd8 640 x 60 x 60, sd11 320 x 120 x 120).
 Noise: ``eps`` for seed ``s`` is drawn once from a CPU ``torch.Generator`` seeded with ``s`` at
 the latent's shape (batch 1) and reused for every image of the batch, as the reference reuses
 one fixed ``eps``; ``ensemble=n`` averages the features of seeds ``s, s+1, ..., s+n-1``.
+``clean=True`` (CleanDIFT, :mod:`corr.extractors.cleandift`) adds no noise: the UNet gets
+``z_0`` itself, conditioned on timestep ``t``.
 
 Conditioning: ``prompt=""`` (default) conditions on a zero tensor and loads no text encoder;
 a non-empty prompt is encoded with the model's CLIP text encoder
@@ -117,6 +119,11 @@ class SDExtractor(Extractor):
         model_id: the weights' identity for :meth:`config` (default: a parameter fingerprint).
         text_source: a diffusers folder with ``text_encoder/`` and ``tokenizer/``, loaded when a
             non-empty prompt is first used; or pass ``text_encoder`` and ``tokenizer``.
+        clean: no noise: the UNet reads the latent ``z_0`` as it is, with timestep ``t`` only
+            as its conditioning (CleanDIFT's extraction; its UNet was trained for this).
+        weights_record: where the weights came from when that is not the official repository
+            (the files' SHA-256; :meth:`corr.weights.ResolvedWeights.record`), for
+            :meth:`config`.
     """
 
     group = "sd"
@@ -147,6 +154,8 @@ class SDExtractor(Extractor):
         text_source: str | Path | None = None,
         text_encoder: nn.Module | None = None,
         tokenizer: Any = None,
+        clean: bool = False,
+        weights_record: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         dtype = parse_dtype(dtype)
@@ -175,6 +184,13 @@ class SDExtractor(Extractor):
         if latent not in ("mean", "sample"):
             raise ValueError(f"latent must be 'mean' (posterior mean) or 'sample', got {latent!r}")
         self.latent = latent
+        self.clean = bool(clean)
+        if self.clean and self.ensemble > 1 and latent == "mean":
+            raise ValueError(
+                "clean features add no noise, so an ensemble of posterior means repeats one "
+                "pass: use ensemble=1, or latent='sample' to average posterior samples"
+            )
+        self.weights_record = weights_record
         self.seed = int(seed)
         self.prompt = str(prompt)
         self.tiled = bool(tiled)
@@ -262,6 +278,10 @@ class SDExtractor(Extractor):
         }
         if self.latent != "mean":  # recorded only when not the default: older cache keys hold
             cfg["latent"] = self.latent
+        if self.clean:
+            cfg["clean"] = True
+        if self.weights_record is not None:
+            cfg["weights"] = self.weights_record
         if self.tiled:
             cfg["tile_size"] = self.tile_size
         if self.freeu:
@@ -383,8 +403,11 @@ class SDExtractor(Extractor):
             if std is not None:
                 n = self.noise(mean.shape[1:], self.seed + k + 2**20).to(mean.device)
                 z0 = mean + std * n.expand_as(mean)
-            eps = self.noise(z0.shape[1:], self.seed + k).to(z0.device).expand_as(z0)
-            z_t = self.scheduler.add_noise(z0, eps, t.to(z0.device))
+            if self.clean:  # CleanDIFT: the clean latent, t only conditions the UNet
+                z_t = z0
+            else:
+                eps = self.noise(z0.shape[1:], self.seed + k).to(z0.device).expand_as(z0)
+                z_t = self.scheduler.add_noise(z0, eps, t.to(z0.device))
             maps = self.unet_features(z_t.to(self.dtype), cond)
             for name, m in maps.items():
                 total[name] = m if name not in total else total[name] + m

@@ -105,7 +105,9 @@ class SDModels(NamedTuple):
     """What :func:`build_sd_models` returns.
 
     ``model_id`` identifies the weights (for caches); ``folder`` is the local diffusers folder
-    the weights came from (None for random weights), where a text encoder may be found.
+    the weights came from (None for random weights), where a text encoder may be found;
+    ``record`` what :meth:`corr.weights.ResolvedWeights.record` says about them (a mirror's or
+    a local copy's file sums; None for the official repository's).
     """
 
     unet: nn.Module
@@ -113,6 +115,7 @@ class SDModels(NamedTuple):
     scheduler: Any
     model_id: str
     folder: Path | None
+    record: dict[str, Any] | None = None
 
 
 def random_models(
@@ -234,6 +237,7 @@ def build_sd_models(
         if name not in _BUNDLED:
             model_id = f"random:{source}:init_seed={int(init_seed)}"
         folder_out = None
+        record = None
     else:
         found = resolve(name, path=path, kind="diffusers", allow_download=allow_download)
         folder_out = found.path
@@ -242,8 +246,9 @@ def build_sd_models(
         sc = folder_out / "scheduler" / "scheduler_config.json"
         sched_cfg = json.loads(sc.read_text()) if sc.is_file() else None
         model_id = found.weights_id
+        record = found.record()
     unet = cast_module(unet, torch_dtype).eval().requires_grad_(False)
     vae = cast_module(vae, torch_dtype).eval().requires_grad_(False)
     if vae_encoder_only:
         vae = _encoder_only(vae)
-    return SDModels(unet, vae, make_scheduler(sched_cfg), model_id, folder_out)
+    return SDModels(unet, vae, make_scheduler(sched_cfg), model_id, folder_out, record)
