@@ -308,7 +308,9 @@ def resolve(
         search.add("download", f"not automatic: `python -m corr.weights download {known.name}`")
         raise _not_found(search, known, kind)
     override = repo_override(known.name) if known is not None else None
-    if override is not None and Path(override).expanduser().exists():
+    if override is not None and (
+        Path(override).expanduser().exists() or not _looks_like_hub_id(override)
+    ):
         cand = Path(override).expanduser()
         problem = _candidate_problem(cand, kind)
         if problem is None:
