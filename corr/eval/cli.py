@@ -51,6 +51,8 @@ SD_OPTION_FLAGS = {
     "seed": "seed",
 }
 DINO_OPTION_FLAGS = {"dino_size": "input_size"}
+#: the SD models --sd-model names directly (anything else is a folder or hub id for "sd")
+SD_NAMES = ("sd15", "sd21", "sd15-cleandift", "sd21-cleandift")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +225,14 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--sd-model",
-        help="sd15, sd21, or a diffusers folder / hub id (default: the protocol's; sd15 for corr)",
+        "--sd",
+        help="sd15, sd21, sd15-cleandift, sd21-cleandift, or a diffusers folder / hub id "
+        "(default: the protocol's; sd15 for corr)",
+    )
+    e.add_argument(
+        "--sd-repo",
+        help="hub id or diffusers folder tried first for the SD model's weights (sets "
+        "CORR_<NAME>_REPO, e.g. CORR_SD21_REPO; default: the official id, then verified mirrors)",
     )
     e.add_argument(
         "--dino",
@@ -301,7 +310,7 @@ def extractor_specs(args: argparse.Namespace, protocol_extractors: Sequence[str]
     if args.sd_model is None and args.dino is None and not args.registers and protocol_extractors:
         return list(protocol_extractors)
     sd_model = args.sd_model or "sd15"
-    sd = sd_model if sd_model in ("sd15", "sd21") else "sd"
+    sd = sd_model if sd_model in SD_NAMES else "sd"
     dino = f"dinov2_{args.dino or 'vitb14'}" + ("_reg" if args.registers else "")
     return [sd, dino]
 
@@ -325,7 +334,11 @@ def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[st
             options[spec] = dict(sd_opts)
             if spec == "sd":
                 options[spec]["model"] = args.sd_model
-        elif spec.startswith("dinov2"):
+            if getattr(args, "sd_repo", None) and spec in SD_NAMES:
+                from ..weights import KNOWN_WEIGHTS, set_repo_override
+
+                set_repo_override(KNOWN_WEIGHTS[spec].base or spec, args.sd_repo)
+        elif spec.startswith(("dinov2", "dinov3")):
             options[spec] = dict(dino_opts)
     return options
 
