@@ -24,6 +24,8 @@ register tokens.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,23 @@ DINOV3_ARCHS = {
 
 def load_dinov3_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Load timm-format or Meta's official DINOv3 weights into a timm DINOv3 ``Eva``
-    (strict, up to the rotary-embedding buffers timm recomputes)."""
+    (strict, up to the rotary-embedding buffers timm recomputes). An official file whose q/k/v
+    biases are not zero is refused for an architecture without them (timm's ``_qkvb`` ones
+    have them), instead of dropping them."""
     from timm.models.eva import checkpoint_filter_fn
 
+    has_bias = any(name.endswith("q_bias") for name, _ in model.named_parameters())
+    biased = [
+        k for k, v in state_dict.items() if k.endswith("qkv.bias") and bool(v.abs().max() > 0)
+    ]
+    if biased and not has_bias:
+        raise ValueError(
+            f"DINOv3 weights do not fit the architecture: {biased[0]} is not zero but this "
+            "architecture has no q/k/v biases (use timm's *_dinov3_qkvb model)"
+        )
     try:
-        sd = checkpoint_filter_fn(dict(state_dict), model)
+        with contextlib.redirect_stdout(io.StringIO()):  # timm prints the biases it skips
+            sd = checkpoint_filter_fn(dict(state_dict), model)
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except (ValueError, RuntimeError, KeyError) as err:
         raise ValueError(f"DINOv3 weights do not fit the architecture: {err}") from err
