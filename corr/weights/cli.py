@@ -48,7 +48,7 @@ def _cmd_list() -> int:
             print(f"  {name:<{width}}  present   {found}")
         else:
             print(
-                f"  {name:<{width}}  missing   looked for {' or '.join(looked)}  (hub: {known.hub_id})"
+                f"  {name:<{width}}  missing   looked for {' or '.join(looked)}  (hub: {', then '.join(known.repo_ids)})"
             )
     print("Get one with: python -m corr.weights download NAME  (needs network)")
     return 0
