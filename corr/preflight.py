@@ -21,19 +21,18 @@ SD text encoder and the ``transformers`` package for a non-empty prompt, ``xform
 asked for, and optional packages a caller names (``extras``: ``"warp"`` needs OpenCV).
 Nothing is loaded: no weights file is opened and no model is built.
 
-:class:`corr.Matcher` runs the weights part (:func:`missing_weights_error`) before it builds any
-extractor, so a missing model is named together with every other missing one.
+:class:`corr.Matcher` runs the weights part (:func:`corr.weights.missing.missing_weights_error`)
+before it builds any extractor, so a missing model is named together with every other missing
+one.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .extractors.registry import (
-    WeightsNeed,
     factory_options,
     list_extractors,
     load_factory,
@@ -43,11 +42,10 @@ from .protocols import Protocol, get_protocol
 from .weights import (
     KNOWN_WEIGHTS,
     WeightsNotFoundError,
-    hub_unreachable_reason,
-    offline_reason,
     resolve,
     weights_dir,
 )
+from .weights.missing import Problem, WeightsNeed, format_problems, weights_problems
 
 T = TypeVar("T")
 
@@ -61,15 +59,6 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing a run lacks: what (may span lines) and the command that fixes it (or None
-    when ``what`` already says it)."""
-
-    what: str
-    fix: str | None = None
-
-
 class PreflightError(Exception):
     """A run cannot start: :attr:`problems` lists everything missing, each with its fix.
 
@@ -81,97 +70,12 @@ class PreflightError(Exception):
         super().__init__(format_problems(self.problems, "this run cannot start"))
 
 
-def format_problems(problems: Sequence[Problem], head: str) -> str:
-    """``problems`` as one message: a single one as it is (and its fix); several under
-    ``head`` (``"head (nothing was loaded); N problems:"``), then their fixes, each once."""
-    if len(problems) == 1:
-        p = problems[0]
-        return p.what + (f"\nto fix it: {p.fix}" if p.fix else "")
-    lines = [f"{head} ({len(problems)} problems; nothing was loaded):"]
-    lines += ["  - " + p.what.replace("\n", "\n    ") for p in problems]
-    fixes = list(dict.fromkeys(p.fix for p in problems if p.fix))
-    if fixes:
-        lines.append("to fix them:")
-        lines += [f"  {f}" for f in fixes]
-    return "\n".join(lines)
-
-
 def module_available(name: str) -> bool:
     """Whether ``import name`` would find the module (nothing is imported)."""
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _download_blocker() -> str | None:
-    """Why a missing known weight cannot be downloaded when its model loads (None: it can)."""
-    return offline_reason() or hub_unreachable_reason()
-
-
-def _weights_line(need: WeightsNeed, err: WeightsNotFoundError, blocker: str | None) -> str:
-    known = KNOWN_WEIGHTS.get(need.request)
-    name = need.request + (f" ({known.description})" if known is not None else "")
-    looked = [
-        entry
-        for entry in err.looked
-        if not entry.startswith(("explicit path: none given", "Hugging Face Hub "))
-    ]
-    if not err.explicit_path and blocker is not None:
-        looked.append(f"download: {blocker}")
-    return f"weights {name} were not found; looked in:" + "".join(f"\n  {e}" for e in looked)
-
-
-def _weights_fix(needs: Sequence[WeightsNeed]) -> str:
-    names = [n.request for n in needs if n.request in KNOWN_WEIGHTS and n.path is None]
-    others = [n for n in needs if n.request not in KNOWN_WEIGHTS or n.path is not None]
-    parts = []
-    if names:
-        parts.append(
-            f"python -m corr.weights download {' '.join(dict.fromkeys(names))} (needs network; "
-            f"on a machine without it, run it elsewhere and copy the files to {weights_dir()}/, "
-            "or set CORR_WEIGHTS_DIR to a folder that holds them: `python -m corr.weights "
-            "list` shows the names looked for)"
-        )
-    for n in others:
-        what = "a diffusers folder with unet/ and vae/" if n.kind == "diffusers" else "a file"
-        parts.append(f"give {what} for {n.path or n.request} (a local path), or a known name")
-    return "\n  ".join(parts)
-
-
-def weights_problems(needs: Sequence[WeightsNeed]) -> list[Problem]:
-    """A :class:`Problem` for every weights request of ``needs`` that :func:`resolve` cannot
-    satisfy without downloading, when a download cannot be tried either (offline, or the hub
-    does not answer); an unusable explicit path always is one. Nothing is loaded."""
-    missing: list[tuple[WeightsNeed, WeightsNotFoundError]] = []
-    for need in dict.fromkeys(needs):
-        try:
-            resolve(need.request, path=need.path, kind=need.kind, allow_download=False)  # type: ignore[arg-type]
-        except WeightsNotFoundError as err:
-            missing.append((need, err))
-    if not missing:
-        return []
-    blocker = None
-    if any(not err.explicit_path for _, err in missing):
-        blocker = _download_blocker()
-        if blocker is None:  # the hub answers: what is not local is fetched when it loads
-            missing = [(n, e) for n, e in missing if e.explicit_path]
-    fix = _weights_fix([n for n, _ in missing])
-    return [Problem(_weights_line(n, e, blocker), fix) for n, e in missing]
-
-
-def missing_weights_error(needs: Sequence[WeightsNeed]) -> WeightsNotFoundError | None:
-    """One :class:`~corr.weights.WeightsNotFoundError` naming every missing weight of
-    ``needs`` and the command that gets them, or None when nothing is missing."""
-    problems = weights_problems(needs)
-    if not problems:
-        return None
-    text = format_problems(problems, "weights are missing")
-    return WeightsNotFoundError(
-        text + "\nRandom weights are never substituted (pretrained=False builds random ones, "
-        "for tests and speed checks only).",
-        request=", ".join(dict.fromkeys(n.request for n in needs)),
-    )
 
 
 def adapter_problems(adapter: str) -> list[Problem]:

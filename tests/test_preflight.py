@@ -128,8 +128,10 @@ def test_present_weights_are_not_named_and_the_hub_counts_when_reachable(
         preflight(["sd15", "dinov2_vitb14"])
     assert [p.what.split(" (")[0] for p in info.value.problems] == ["weights sd15"]
     # online, weights the hub can provide are fetched when the model loads: no problem
-    monkeypatch.setattr(preflight_module, "offline_reason", lambda: None)
-    monkeypatch.setattr(preflight_module, "hub_unreachable_reason", lambda: None)
+    import corr.weights.missing as missing  # where the missing weights are decided
+
+    monkeypatch.setattr(missing, "offline_reason", lambda: None)
+    monkeypatch.setattr(missing, "hub_unreachable_reason", lambda: None)
     assert preflight(["sd15", "dinov2_vitb14"]) is None
     # an explicit path that is not there always is one
     with pytest.raises(PreflightError, match="nowhere/sd"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..protocols import Protocol, extractor_knobs
+from ..weights.missing import WeightsNeed, missing_weights_error
 from .base import Extractor
 
 _REGISTRY: dict[str, Callable[..., Extractor]] = {}
@@ -138,18 +138,6 @@ def create_extractor(name: str, pretrained: bool = True, **kwargs) -> Extractor:
     return ext
 
 
-@dataclass(frozen=True)
-class WeightsNeed:
-    """Weights an extractor resolves when it is built with ``pretrained=True``: the request
-    (a known name such as ``"sd15"``, a hub id or a folder), the explicit ``path`` option, and
-    the kind (``"diffusers"``, ``"dinov2"``, ``"dinov3"`` or ``"unet-file"``); see
-    :func:`corr.weights.resolve`."""
-
-    request: str
-    path: str | None
-    kind: str
-
-
 def factory_options(
     spec: str,
     protocol: Protocol,
@@ -211,12 +199,10 @@ def build_extractors(
 
     With ``pretrained=True`` the weights of every extractor are looked up before any is built:
     when some are missing, one :class:`~corr.weights.WeightsNotFoundError` names all of them
-    and the command that gets them (:func:`corr.preflight.weights_problems`).
+    and the command that gets them (:func:`corr.weights.missing.weights_problems`).
     """
     wanted = [(s, w) for s, w in zip(specs, weights, strict=True) if w != 0]
     if pretrained:
-        from ..preflight import missing_weights_error
-
         needs = [
             need
             for spec, _ in wanted
