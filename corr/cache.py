@@ -6,7 +6,8 @@ feature maps in fp16. Files are written atomically, so an interrupted run never 
 half-written entry (the temporary file of a killed write is removed when a cache is next
 opened on that folder), and a later run reuses everything already computed. Each entry records
 what made it (format, configuration key, image key, the maps' shapes and dtype, a CRC-32 of
-their bytes) and is verified on read, its shapes also against ``{config_key}/shapes.json`` (the
+their bytes) and is verified on read (its bytes once per cache object: an entry this cache
+wrote or verified, unchanged since, is not scanned again), its shapes also against ``{config_key}/shapes.json`` (the
 shapes of the configuration's first entry: every image of one configuration has maps of the same
 shapes); a bad entry is discarded with a warning and recomputed, and without ``shapes.json`` an
 entry cannot be verified and is recomputed too. ``shapes.json`` is written before a
@@ -73,14 +74,27 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def path_key(path: str | os.PathLike, mirrored: bool = False, exif: bool = False) -> str | None:
+def path_key(
+    path: str | os.PathLike,
+    mirrored: bool = False,
+    exif: bool = False,
+    resolved: dict[tuple[str, str], str] | None = None,
+) -> str | None:
     """Hash of a file's absolute path, size, mtime, mirror flag and (when on) EXIF flag (None if
-    it is not a file)."""
+    it is not a file). ``resolved``: a memo of absolute paths by (working folder, path) that
+    the caller keeps (the file is still looked at every time: a changed file gets a new key)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    text = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{int(bool(mirrored))}"
+    if resolved is None:
+        absolute = str(Path(path).resolve())
+    else:
+        where = (os.getcwd(), os.fspath(path))
+        absolute = resolved.get(where)
+        if absolute is None:
+            absolute = resolved[where] = str(Path(path).resolve())
+    text = f"{absolute}|{st.st_size}|{st.st_mtime_ns}|{int(bool(mirrored))}"
     if exif:  # decoded with its EXIF orientation applied: other pixels (keys without it unchanged)
         text += "|exif"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -107,9 +121,12 @@ class FeatureCache:
         self._held = 0
         self._lock = threading.RLock()
         self._paths: dict[str, tuple[str, int, int]] = {}
+        self._resolved: dict[tuple[str, str], str] = {}  # absolute paths, for path_key
         self._shapes: dict[str, str] = {}  # config key -> the shapes of its entries (JSON)
         self.write_configs = True  # off on all but one of several processes sharing the cache
         self._claims: set[Path] = set()  # entries this cache claimed and has not yet written
+        # entries verified (or written) by this cache: path -> (inode, size, mtime_ns) then
+        self._verified: dict[Path, tuple[int, int, int]] = {}
         self.hits = 0
         self.misses = 0
         if self.root is not None:
@@ -121,7 +138,7 @@ class FeatureCache:
     ) -> tuple[str, int, int] | None:
         """``(image key, width, height)`` of a file decoded before (same size and mtime, same
         mirror and EXIF flags), or None."""
-        pk = path_key(path, mirrored, exif)
+        pk = path_key(path, mirrored, exif, self._resolved)
         if pk is None:
             return None
         with self._lock:
@@ -150,7 +167,7 @@ class FeatureCache:
     ) -> None:
         """Record that ``path`` (mirrored or not, EXIF applied or not) decodes to the image
         ``key`` of that size."""
-        pk = path_key(path, mirrored, exif)
+        pk = path_key(path, mirrored, exif, self._resolved)
         if pk is None:
             return
         with self._lock:
@@ -194,8 +211,14 @@ class FeatureCache:
                     self.root / ckey / "shapes.json",
                 )
             elif path.is_file():
-                maps = _read_entry(path, ckey, ikey, shapes)
+                stamp = _stamp(path)
+                with self._lock:
+                    known = stamp is not None and self._verified.get(path) == stamp
+                maps = _read_entry(path, ckey, ikey, shapes, verify=not known)
                 if maps is not None:
+                    with self._lock:
+                        if stamp is not None:
+                            self._verified[path] = stamp
                     with self._lock:
                         self._remember((ckey, ikey), maps)
                         self.hits += 1
@@ -228,7 +251,10 @@ class FeatureCache:
                     self._shapes[ckey] = meta["shapes"]
             path = self.entry_path(ckey, ikey)
             atomic_write_bytes(path, safetensors_bytes(half, meta))
+            stamp = _stamp(path)
             with self._lock:
+                if stamp is not None:
+                    self._verified[path] = stamp
                 held = path in self._claims
                 self._claims.discard(path)
             if held:
@@ -329,13 +355,25 @@ class FeatureCache:
             self._held -= _nbytes(old)
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime_ns)`` of a file (None when it cannot be read): an entry verified
+    once is not checked again while its stamp stays the same."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _read_entry(
-    path: Path, ckey: str, ikey: str, shapes: str | None = None
+    path: Path, ckey: str, ikey: str, shapes: str | None = None, verify: bool = True
 ) -> dict[str, torch.Tensor] | None:
     """One cache entry, verified: written by this format for this (configuration, image), fp16
     ``(C, h, w)`` maps of the recorded shapes (and of ``shapes``, those of the configuration's
     entries, when known) and CRC-32, with finite values. Anything else is discarded with a
-    warning (and then recomputed by the caller), never trusted."""
+    warning (and then recomputed by the caller), never trusted. ``verify=False`` (an entry this
+    cache verified or wrote before, unchanged since: once per run) skips the CRC-32 and the
+    finite-values scan of the bytes; the record and the shapes are still checked."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -355,9 +393,13 @@ def _read_entry(
             problem = "its maps do not have the recorded names, shapes or dtype"
         elif shapes is not None and meta["shapes"] != shapes:
             problem = f"its maps {meta['shapes']} differ from this configuration's {shapes}"
-        elif meta.get("crc32") != str(maps_crc32(maps)):
+        elif verify and meta.get("crc32") != str(maps_crc32(maps)):
             problem = "its bytes do not match the recorded checksum (damaged)"
-        elif not all(bool(torch.isfinite(t).all()) for t in maps.values()):
+        # the float32 sum of fp16 values (each <= 65504) cannot overflow: it is finite exactly
+        # when every value is (NaN and infinities propagate), at a ninth of isfinite's cost
+        elif verify and not all(
+            bool(torch.isfinite(t.sum(dtype=torch.float32))) for t in maps.values()
+        ):
             problem = "it holds NaN or infinite values"
         else:
             return maps

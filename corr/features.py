@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cache import FeatureCache, image_key
+from .cache import FeatureCache, config_key, image_key
 from .extractors import Extractor
 from .geometry import make_frame
 from .io import ImageLike, load_image
@@ -27,12 +27,17 @@ __all__ = ["ImageFeatures", "image_features"]
 
 @dataclass
 class ImageFeatures:
-    """The feature maps of one image: one ``{name: (C, h, w)}`` dict per extractor."""
+    """The feature maps of one image: one ``{name: (C, h, w)}`` dict per extractor.
+
+    ``sources``: the feature-cache configuration key of each extractor's maps (with ``key``,
+    what identifies them, so a matcher may reuse what it derived from them; empty when
+    unknown)."""
 
     key: str
     width: int
     height: int
     maps: list[dict[str, torch.Tensor]] = field(repr=False)
+    sources: tuple[str, ...] = ()
 
 
 def image_features(
@@ -55,14 +60,16 @@ def image_features(
         return {k: v.to(device, torch.float32, non_blocking=True) for k, v in maps.items()}
 
     is_path = isinstance(image, (str, os.PathLike))
+    configs = [cache_config(e, category) for e in extractors]
+    sources = tuple(config_key(c) for c in configs)
     found_key, cached = None, [None] * len(extractors)
     if is_path:
         found = cache.lookup_path(image, mirrored, exif_transpose)
         if found is not None:
             found_key, w, h = found
-            cached = [cache.get(found_key, cache_config(e, category)) for e in extractors]
+            cached = [cache.get(found_key, c) for c in configs]
             if all(m is not None for m in cached):
-                return ImageFeatures(found_key, w, h, [on_device(m) for m in cached])
+                return ImageFeatures(found_key, w, h, [on_device(m) for m in cached], sources)
     arr = load_image(image, name=name, exif_transpose=exif_transpose)
     if mirrored:
         arr = np.ascontiguousarray(arr[:, ::-1])
@@ -72,8 +79,7 @@ def image_features(
     if not looked_up:  # (an index entry pointing elsewhere found nothing of this image)
         cached = [None] * len(extractors)
     maps_all = []
-    for ext, maps in zip(extractors, cached, strict=True):
-        cfg = cache_config(ext, category)
+    for ext, maps, cfg in zip(extractors, cached, configs, strict=True):
         if maps is None and not looked_up:
             maps = cache.get(key, cfg)
         if maps is None:
@@ -88,4 +94,4 @@ def image_features(
         maps_all.append(on_device(maps))
     if is_path:
         cache.remember_path(image, mirrored, key, w, h, exif=exif_transpose)
-    return ImageFeatures(key=key, width=w, height=h, maps=maps_all)
+    return ImageFeatures(key=key, width=w, height=h, maps=maps_all, sources=sources)

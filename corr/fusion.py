@@ -154,13 +154,18 @@ def fuse(groups: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tens
     """
     if len(groups) != len(weights):
         raise ValueError(f"{len(groups)} descriptor groups but {len(weights)} weights")
-    parts = [w * l2_normalize(g) for g, w in zip(groups, weights, strict=True) if w != 0]
+    # a weight of 1 leaves the normalised group as it is (x * 1.0 == x): no copy
+    parts = [
+        l2_normalize(g) if w == 1 else w * l2_normalize(g)
+        for g, w in zip(groups, weights, strict=True)
+        if w != 0
+    ]
     if not parts:
         raise ValueError("all fusion weights are zero")
     shapes = {p.shape[-2:] for p in parts}
     if len(shapes) != 1:
         raise ValueError(f"groups must share one grid before fusion, got {sorted(shapes)}")
-    return torch.cat(parts, dim=0)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
 def fusion_weights(

@@ -33,13 +33,15 @@ from .extraction import ExtractReport, ImageItem, extract_features
 from .extractors import Extractor, build_extractors
 from .extractors.base import autocast_name
 from .features import ImageFeatures, image_features
-from .fusion import build_descriptors_many, fusion_weights
+from .fusion import build_descriptors_many, fusion_weights, l2_normalize
 from .geometry import RESIZE_MODES, Letterbox, Stretch, make_frame
 from .io import ImageLike
 from .matching import METHODS, WINDOW_MODES
-from .outputs import DenseOutput, MatchOutput, WarpOutput
+from .outputs import MatchOutput
 from .pair import Pair
 from .protocols import UNSET, Protocol, get_protocol, resolve_knobs
+from .reuse import DescriptorMemo, reusable_key
+from .shortcuts import PairShortcuts
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-class Matcher(nn.Module):
+class Matcher(PairShortcuts, nn.Module):
     """Reusable semantic matcher; models stay loaded and features cached between calls.
 
     An ``nn.Module``: ``.to(device)`` moves every extractor and the per-pair work there,
@@ -265,6 +267,9 @@ class Matcher(nn.Module):
         self.cache = FeatureCache(
             cache_dir, memory_items=memory_cache, memory_bytes=memory_cache_bytes
         )
+        # per-image descriptors where no co-PCA ties them to a pair (corr.reuse): a
+        # descriptor and its unit version per image
+        self.reuse = DescriptorMemo(items=2 * memory_cache, max_bytes=memory_cache_bytes)
         # validate the matching options now rather than at the first pair
         if self.window < 0 or self.temperature <= 0:
             raise ValueError(
@@ -431,14 +436,47 @@ class Matcher(nn.Module):
         them (for a pair, the same as :meth:`descriptors`); ``g`` is the first image's grid.
         ``weights``: fusion weights per extractor (default: the matcher's). With an
         :attr:`adapter`, each image's descriptor is the adapter's (its own input, no co-PCA):
-        ``(P, g, g)`` unit cells."""
+        ``(P, g, g)`` unit cells. A descriptor that no co-PCA ties to the other images is kept
+        per image in :attr:`reuse` and reused (:mod:`corr.reuse`; the same tensor)."""
+        w = tuple(self.weights if weights is None else (float(x) for x in weights))
+        keys = [reusable_key(self, f.sources, w) for f in images]
+        if all(k is not None for k in keys):
+            return [
+                self.reuse.get_or_make(
+                    (f.key, "descriptor", *k), lambda f=f: self._build([f], w)[0]
+                )
+                for f, k in zip(images, keys, strict=True)
+            ]
+        return self._build(images, w)
+
+    def unit_descriptors(
+        self, images: Sequence[ImageFeatures], weights: Sequence[float] | None = None
+    ) -> list[torch.Tensor] | None:
+        """The per-image reusable descriptors (see :meth:`descriptors_many`) normalised per
+        cell, ``(D, g, g)``, as matching uses them (:func:`corr.matching.match_points` with
+        ``normalized=True``), kept in :attr:`reuse`; ``None`` when co-PCA ties them to the
+        pair."""
+        w = tuple(self.weights if weights is None else (float(x) for x in weights))
+        keys = [reusable_key(self, f.sources, w) for f in images]
+        if any(k is None for k in keys):
+            return None
+        return [
+            self.reuse.get_or_make(
+                (f.key, "unit", *k), lambda f=f: l2_normalize(self.descriptors_many([f], w)[0])
+            )
+            for f, k in zip(images, keys, strict=True)
+        ]
+
+    def _build(
+        self, images: Sequence[ImageFeatures], weights: Sequence[float]
+    ) -> list[torch.Tensor]:
         if self.adapter is not None:
             return [adapter_descriptor(self.adapter, f.maps) for f in images]
         grid = max(m.shape[-1] for m in images[0].maps[-1].values())
         return build_descriptors_many(
             [f.maps for f in images],
             reduce=[e.reduce for e in self.extractors],
-            weights=self.weights if weights is None else list(weights),
+            weights=list(weights),
             grid=grid,
             pca_dim=self.pca_dim,
             mode=self.fusion,
@@ -467,90 +505,3 @@ class Matcher(nn.Module):
         they differ); ``weights``: this pair's fusion weights per extractor (default: the
         matcher's)."""
         return Pair(self, src, tgt, category, weights)
-
-    def match(
-        self,
-        src: ImageLike,
-        tgt: ImageLike,
-        points: np.ndarray | Sequence[Sequence[float]] | None = None,
-        *,
-        category: str | tuple[str | None, str | None] | None = None,
-        flip: bool = False,
-        flip_pairs: Sequence[Sequence[int]] | np.ndarray | None = None,
-        src_mask: np.ndarray | None = None,
-        tgt_mask: np.ndarray | None = None,
-        tgt_visible: np.ndarray | None = None,
-        return_tensors: str = "np",
-    ) -> MatchOutput:
-        """Transfer ``points`` (``(N, 2)`` source pixels ``(x, y)``; NaN rows = invisible; a
-        list, array or tensor) from ``src`` to ``tgt``; ``None``: every source cell on image
-        content. ``category`` fills a ``{category}`` SD prompt (``(src, tgt)`` categories when
-        they differ); ``flip=True`` with ``flip_pairs`` (and optional masks, ``tgt_visible``)
-        adds flip alignment (docs/protocol.md §6). Returns a :class:`~corr.outputs.MatchOutput`
-        (``keypoints0``, ``keypoints1``, ``confidence`` and, with ``flip``, a ``flip`` dict).
-        Same as ``self.pair(src, tgt, category).match(points, ...)``: see
-        :meth:`Pair.match <corr.pair.Pair.match>` for every argument and field."""
-        return self.pair(src, tgt, category).match(
-            points,
-            flip=flip,
-            flip_pairs=flip_pairs,
-            src_mask=src_mask,
-            tgt_mask=tgt_mask,
-            tgt_visible=tgt_visible,
-            return_tensors=return_tensors,
-        )
-
-    def dense(
-        self,
-        src: ImageLike,
-        tgt: ImageLike,
-        category: str | None = None,
-        *,
-        upsample: bool = False,
-        return_tensors: str = "np",
-    ) -> DenseOutput:
-        """Match every source grid cell (``upsample=True``: every source pixel); returns a
-        :class:`~corr.outputs.DenseOutput` (``points0``, ``coords1``, ``flow``, ``confidence``,
-        ``valid``) in original pixels. Same as ``self.pair(src, tgt, category).dense(...)``: see
-        :meth:`Pair.dense <corr.pair.Pair.dense>`."""
-        return self.pair(src, tgt, category).dense(upsample=upsample, return_tensors=return_tensors)
-
-    def warp(
-        self,
-        src: ImageLike,
-        tgt: ImageLike,
-        category: str | None = None,
-        *,
-        min_confidence: float | None = None,
-        return_tensors: str = "np",
-    ) -> WarpOutput:
-        """The source image warped into the target's frame through the dense correspondence
-        (``pip install "semcorr[warp]"``); returns a :class:`~corr.outputs.WarpOutput` of the
-        target's size. Same as ``self.pair(src, tgt, category).warp(...)``: see
-        :meth:`Pair.warp <corr.pair.Pair.warp>`."""
-        return self.pair(src, tgt, category).warp(
-            min_confidence=min_confidence, return_tensors=return_tensors
-        )
-
-    def match_sparse(
-        self,
-        src: ImageLike,
-        tgt: ImageLike,
-        *,
-        mutual: bool = True,
-        max_matches: int | None = None,
-        min_confidence: float | None = None,
-        category: str | tuple[str | None, str | None] | None = None,
-        return_tensors: str = "np",
-    ) -> MatchOutput:
-        """Mutual nearest-neighbour matches between the cells on image content of both images,
-        most similar first, for geometry estimation; returns a
-        :class:`~corr.outputs.MatchOutput`. Same as ``self.pair(src, tgt,
-        category).match_sparse(...)``: see :meth:`Pair.match_sparse
-        <corr.pair.Pair.match_sparse>`."""
-        return self.pair(src, tgt, category).match_sparse(
-            mutual=mutual,
-            max_matches=max_matches,
-            min_confidence=min_confidence,
-            return_tensors=return_tensors,
-        )

@@ -20,10 +20,10 @@ METHODS = ("nn", "softargmax", "pixel")
 WINDOW_MODES = ("exclude", "zero")
 
 
-def _flat(desc: torch.Tensor) -> torch.Tensor:
+def _flat(desc: torch.Tensor, normalized: bool = False) -> torch.Tensor:
     if desc.ndim != 3:
         raise ValueError(f"descriptors must be (D, h, w), got {tuple(desc.shape)}")
-    return l2_normalize(desc).reshape(desc.shape[0], -1)
+    return (desc if normalized else l2_normalize(desc)).reshape(desc.shape[0], -1)
 
 
 def _window_offsets(radius: int, device) -> torch.Tensor:
@@ -42,6 +42,7 @@ def match_points(
     target_mask: torch.Tensor | None = None,
     chunk: int = 2048,
     window_mode: str = "exclude",
+    normalized: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Match source cells to the target grid.
 
@@ -57,6 +58,8 @@ def match_points(
             ``"zero"`` reproduces GeoAware-SC: similarities outside the window (window
             positions clamped to the grid) are set to 0 and the soft-max runs over the whole
             grid, so far cells keep a small weight (docs/protocol.md, "Parity knobs").
+        normalized: ``src`` and ``tgt`` are already ``l2_normalize``-d (kept per image by the
+            matcher, :mod:`corr.reuse`): used as they are.
 
     Returns:
         ``(N, 2)`` float target grid coordinates and ``(N,)`` confidence = the cosine similarity
@@ -70,7 +73,7 @@ def match_points(
         raise ValueError(
             f"softargmax needs window >= 0 and temperature > 0, got {window}, {temperature}"
         )
-    s, t = _flat(src), _flat(tgt)
+    s, t = _flat(src, normalized), _flat(tgt, normalized)
     ht, wt = tgt.shape[-2:]
     ws = src.shape[-1]
     cells = torch.as_tensor(cells, dtype=torch.long, device=src.device).reshape(-1, 2)

@@ -28,6 +28,7 @@ from .alignment import (
     replace_where_aligned,
 )
 from .dense import dense_field, shared_points, sparse_matches, warp_source
+from .fusion import l2_normalize
 from .geometry import (
     clip_to_image,
     content_mask,
@@ -138,6 +139,7 @@ class Pair:
         self._src_features: ImageFeatures | None = None
         self._tgt_features: ImageFeatures | None = None
         self._descriptors: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._units: tuple[torch.Tensor, torch.Tensor] | None = None
         self._mirrored: Pair | None = None
         self._decision: FlipDecision | None = None
 
@@ -167,6 +169,19 @@ class Pair:
                 ds, dt = self.matcher.descriptors_many([fs, ft], weights=self.weights)
             self._descriptors = (ds, dt)
         return self._descriptors
+
+    @property
+    def unit_descriptors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:attr:`descriptors` normalised per cell (``l2_normalize``), as matching uses them;
+        per image from the matcher's :attr:`~corr.Matcher.reuse` where no co-PCA ties them to
+        the pair (:meth:`corr.Matcher.unit_descriptors`)."""
+        if self._units is None:
+            with torch.no_grad():
+                units = self.matcher.unit_descriptors(list(self.features), self.weights)
+                if units is None:
+                    units = [l2_normalize(d) for d in self.descriptors]
+            self._units = (units[0], units[1])
+        return self._units
 
     def prepare(self) -> Pair:
         """Compute the features and fused descriptors now (otherwise on first need), e.g.
@@ -382,10 +397,10 @@ class Pair:
     def _transfer(self, points_lb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source points in the matching frame -> original target pixels and confidences."""
         m = self.matcher
-        ds, dt = self.descriptors
         (fs, ft), (lb_s, lb_t) = self.features, self.frames
         with torch.no_grad():
             if m.method == "pixel":  # DIFT: on the original pixels of both images
+                ds, dt = self.descriptors
                 px = np.floor(lb_s.from_letterbox(points_lb) + 1e-6)
                 px = clip_to_image(px, fs.width, fs.height)
                 coords, conf = pixel_match(
@@ -395,17 +410,19 @@ class Pair:
                     coords.cpu().numpy().astype(np.float64),
                     conf.cpu().numpy().astype(np.float64),
                 )
-            grid = ds.shape[-1]
+            us, ut = self.unit_descriptors
+            grid = us.shape[-1]
             cells = grid_cells(points_lb, m.frame, grid, arithmetic=m.arithmetic)
             coords, conf = match_points(
-                ds,
-                dt,
+                us,
+                ut,
                 torch.from_numpy(cells),
                 m.method,
                 m.window,
                 m.temperature,
                 self.target_mask(),
                 window_mode=m.window_mode,
+                normalized=True,
             )
         centres = grid_to_letterbox(coords.cpu().numpy(), m.frame, grid, m.centre_shift)
         out = lb_t.from_letterbox(centres)
@@ -418,7 +435,8 @@ class Pair:
         the matcher keeps padding)."""
         if not self.matcher.exclude_padding:
             return None
-        return torch.from_numpy(content_mask(self.frames[1], self.descriptors[1].shape[-1]))
+        grid = (self._units or self.descriptors)[1].shape[-1]
+        return torch.from_numpy(content_mask(self.frames[1], grid))
 
     def _mirrored_queries(self, points: np.ndarray) -> np.ndarray:
         """Source pixels ``(K, 2)`` -> their mirrored positions in the mirrored source's

@@ -80,3 +80,53 @@ def test_a_damaged_path_index_entry_costs_one_decode_not_a_wrong_answer(tmp_path
         assert (got.width, got.height) == (44, 30), garbage
         assert torch.equal(got.maps[0]["dino"], want), garbage
         assert fresh.cache.misses == 0, garbage  # the features themselves came from the cache
+
+
+def test_an_entry_is_scanned_once_per_cache_until_its_file_changes(tmp_path, monkeypatch, caplog):
+    """The bytes of an entry this cache wrote or verified are not checksummed again on the next
+    read (the pair stage re-reads entries the memory could not keep); a file changed since
+    (another inode, size or mtime) is verified again, and a fresh cache verifies once."""
+    import os
+
+    import corr.cache
+
+    calls = []
+    real = corr.cache.maps_crc32
+    monkeypatch.setattr(corr.cache, "maps_crc32", lambda maps: calls.append(1) or real(maps))
+    cache = FeatureCache(tmp_path, memory_items=0)
+    maps = {"f": torch.randn(4, 3, 3)}
+    cache.put("a" * 32, CFG, maps)
+    assert len(calls) == 1  # the checksum it records
+    for _ in range(3):
+        torch.testing.assert_close(cache.get("a" * 32, CFG)["f"], maps["f"].half().float())
+    assert len(calls) == 1
+    fresh = FeatureCache(tmp_path, memory_items=0)
+    fresh.get("a" * 32, CFG)
+    fresh.get("a" * 32, CFG)
+    assert len(calls) == 2
+    path = _entry(cache, "a" * 32)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the maps, same size
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
+    with caplog.at_level(logging.WARNING, logger="corr"):
+        assert fresh.get("a" * 32, CFG) is None
+    assert "checksum" in caplog.text and len(calls) == 3
+
+
+def test_infinite_values_are_found_among_finite_ones(tmp_path, caplog):
+    """Finite values are checked through the float32 sum of the fp16 maps: one infinity, or
+    +inf and -inf together, among the largest finite fp16 values is still found."""
+    for bad in ([float("inf")], [float("inf"), float("-inf")], [float("nan")]):
+        t = torch.full((4, 3, 3), 65504.0, dtype=torch.float16)
+        t.view(-1)[: len(bad)] = torch.tensor(bad, dtype=torch.float16)
+        cache = FeatureCache(tmp_path, memory_items=0)
+        cache.put("c" * 32, CFG, {"f": t})
+        with caplog.at_level(logging.WARNING, logger="corr"):  # a fresh cache verifies it
+            assert FeatureCache(tmp_path, memory_items=0).get("c" * 32, CFG) is None, bad
+        assert "NaN or infinite" in caplog.text, bad
+        caplog.clear()
+    ok = torch.full((4, 3, 3), 65504.0, dtype=torch.float16)
+    cache.put("d" * 32, CFG, {"f": ok})
+    assert FeatureCache(tmp_path, memory_items=0).get("d" * 32, CFG) is not None

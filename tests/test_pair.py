@@ -96,8 +96,9 @@ def test_the_pair_keeps_its_own_fusion_weights(matcher, tigers):
         s.similarity((10, src.shape[0] + 1))
 
 
-def _counting_matcher():
-    """A tiny deterministic matcher whose extractor counts its forward calls."""
+def _counting_matcher(reduce: bool = False):
+    """A tiny deterministic matcher whose extractor counts its forward calls (``reduce``: its
+    maps are co-PCA reduced, which ties a descriptor to its pair)."""
     import torch
     from torch import nn
 
@@ -115,7 +116,8 @@ def _counting_matcher():
             return self.net(x)
 
     net = Counting()
-    return Matcher([ModuleExtractor(net, input_size=64, name="counting")], device="cpu"), net
+    ext = ModuleExtractor(net, input_size=64, name="counting", reduce=reduce)
+    return Matcher([ext], device="cpu", pca_dim=8), net
 
 
 def _photo(w, h, seed):
@@ -126,33 +128,43 @@ def _photo(w, h, seed):
     return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR))
 
 
-def test_one_pair_answers_everything_from_one_extraction_per_image(monkeypatch):
-    m, net = _counting_matcher()
+@pytest.mark.parametrize("reduce", [False, True], ids=["per-image", "co-PCA"])
+def test_one_pair_answers_everything_from_one_extraction_per_image(monkeypatch, reduce):
+    """Each image is extracted once; without co-PCA each image's descriptor is built once and
+    reused by every pair it is in (corr.reuse), with co-PCA the pair's two are built at once,
+    once per pair."""
+    import corr.matcher
+
+    m, net = _counting_matcher(reduce)
     src, tgt = _photo(90, 60, 1), _photo(70, 80, 2)
-    fusions = []
-    real = Matcher.descriptors_many
+    built = []  # images per descriptor build
+    real = corr.matcher.build_descriptors_many
     monkeypatch.setattr(
-        Matcher, "descriptors_many", lambda self, *a, **k: fusions.append(1) or real(self, *a, **k)
+        corr.matcher,
+        "build_descriptors_many",
+        lambda maps, *a, **k: built.append(len(maps)) or real(maps, *a, **k),
     )
     pair = m.pair(src, tgt)
-    assert net.calls == 0 and not fusions  # nothing is computed before it is asked for
+    assert net.calls == 0 and not built  # nothing is computed before it is asked for
     pts = [[10.0, 20.0], [80.0, 50.0]]
     first = pair.match(pts)
-    assert (net.calls, len(fusions)) == (2, 1)
+    per_pair = [2] if reduce else [1, 1]
+    assert (net.calls, built) == (2, per_pair)
     pair.similarity((10.0, 20.0))
     pair.dense()
     pair.dense(upsample=True)
     pair.match_sparse()
     pair.match(pts)
-    assert (net.calls, len(fusions)) == (2, 1)
+    assert (net.calls, built) == (2, per_pair)
     decision = pair.flip_decision()
-    assert (net.calls, len(fusions)) == (3, 2)  # the mirrored source: one extraction, one fusion
+    # the mirrored source: one extraction, and its pair's fusion (or its own descriptor)
+    assert (net.calls, built) == (3, per_pair * 2 if reduce else [1, 1, 1])
     assert pair.flip_decision() is decision  # the maskless decision is kept
     pair.match(pts, flip=True, flip_pairs=[[0, 1]])
     pair.similarity((10.0, 20.0), mirrored=True)
-    assert (net.calls, len(fusions)) == (3, 2)
-    pair.warp()  # the reversed pair: its own fusion (target first), no extraction
-    assert (net.calls, len(fusions)) == (3, 3)
+    assert (net.calls, built) == (3, per_pair * 2 if reduce else [1, 1, 1])
+    pair.warp()  # the reversed pair: its own fusion (target first) or both reused; no extraction
+    assert (net.calls, built) == (3, per_pair * 3 if reduce else [1, 1, 1])
     # asking in any order gives the answers of a fresh pair, and of the one-call methods
     again = m.match(src, tgt, pts)
     np.testing.assert_array_equal(first.keypoints1, again.keypoints1)
