@@ -1,6 +1,10 @@
-"""Device choice: ``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+"""Device choice (``"auto"`` picks CUDA, then Apple MPS, then the CPU) and the pair stage's
+threads."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -40,3 +44,35 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "mps" and not mps_available():
         raise ValueError(f"device {device!r}: Apple MPS is not available here; use 'cpu' or 'auto'")
     return dev
+
+
+#: The pair stage's default number of torch threads (``--threads``; docs in the README).
+PAIR_STAGE_THREADS = 1
+
+
+def pair_stage_threads(requested: int | None = None) -> int:
+    """Threads for the pair stage of an evaluation (co-PCA, fusion, matching): ``requested``,
+    else :data:`PAIR_STAGE_THREADS`.
+
+    One by default, measured on a 2-core CPU: a cached pair is a few small operations, and
+    with two threads while another process kept one core busy, the OpenMP threads waited on
+    each other (minireal: 3.9-12 pairs/s in 7 of 10 runs against 48-81 with one thread; a
+    co-PCA pair at SD 512 px: 4-14 s against 0.3 s); on an idle machine two threads gained
+    1.3-1.8x. One thread also makes the predictions independent of the core count and the
+    load: co-PCA's eigendecomposition and products round differently with two threads
+    (coordinates moved by up to 1e-5 cells)."""
+    n = PAIR_STAGE_THREADS if requested is None else int(requested)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {requested}")
+    return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``; the previous number is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

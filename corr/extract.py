@@ -122,7 +122,7 @@ def _main(args: argparse.Namespace) -> int:
             options=extractor_options(args, specs),
             protocol=protocol,
             pretrained=not args.no_pretrained,
-            dtype=args.dtype,
+            dtype=None if args.dtype == "auto" else args.dtype,  # auto: the Matcher resolves it
             data=data,
             adapter=args.adapter,
         )

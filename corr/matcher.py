@@ -39,6 +39,7 @@ from .io import ImageLike
 from .matching import METHODS, WINDOW_MODES
 from .outputs import MatchOutput
 from .pair import Pair
+from .precision import resolve_precision
 from .protocols import UNSET, Protocol, get_protocol, resolve_knobs
 from .reuse import DescriptorMemo, reusable_key
 from .shortcuts import PairShortcuts
@@ -99,7 +100,9 @@ class Matcher(PairShortcuts, nn.Module):
         pretrained: load real weights (default). ``False`` builds the architectures with random
             weights, for tests and speed benchmarks only.
         extractor_options: per-name keyword arguments for the factories, e.g.
-            ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory.
+            ``{"sd15": {"timestep": 50}}``; ``dtype`` (if given) goes to every factory;
+            ``"auto"``: bf16 (as autocast) where this device runs it faster, else fp32
+            (:mod:`corr.precision`; the choice is :attr:`precision`).
         autocast: ``"bf16"`` or ``"fp16"``: run every extractor under ``torch.autocast`` (mixed
             precision; the weights keep ``dtype``, the stored features are as without it); a
             different feature-cache key from the full-precision features. ``None``: off.
@@ -225,6 +228,9 @@ class Matcher(PairShortcuts, nn.Module):
         )
         explicit = device not in (None, "auto")
         target = resolve_device(device)
+        dtype, autocast, chosen = resolve_precision(dtype, autocast, target)
+        #: what ``dtype="auto"`` chose and why (None for an explicit dtype)
+        self.precision: dict[str, Any] | None = None if chosen is None else chosen.as_dict()
         built = build_extractors(
             specs,
             all_weights,

@@ -207,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-cache-gb",
         type=float,
         default=4.0,
-        help="features kept in memory during the pair stage (fp16; ~13 MB per SD+DINO image)",
+        help="features (fp16; ~13 MB per SD+DINO image), and as much again for reused "
+        "descriptors, kept in memory during the pair stage",
+    )
+    t.add_argument(
+        "--threads", type=int, help="torch threads of the pair stage (default 1; see README)"
     )
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -266,8 +270,10 @@ def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--seed", type=int, help="SD noise seed (default 42)")
     e.add_argument(
         "--dtype",
-        choices=("fp32", "bf16", "fp16", "float32", "bfloat16", "float16"),
-        help="compute dtype of the networks (features are stored in fp16 either way)",
+        choices=("auto", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="compute dtype of the networks (features are stored in fp16 either way); auto: "
+        "bf16 autocast where a one-off probe finds it faster (or CUDA has it), else fp32",
     )
     e.add_argument(
         "--autocast",
@@ -375,7 +381,7 @@ def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -
         options=extractor_options(args, specs),
         protocol=protocol,
         pretrained=not args.no_pretrained,
-        dtype=_dtype(args),
+        dtype=None if _dtype(args) == "auto" else _dtype(args),
         data=data,
         adapter=args.adapter,
     )
@@ -492,18 +498,28 @@ def _main(argv: Sequence[str] | None) -> int:
         }
         if args.pca_dim is not None:
             knobs["pca_dim"] = args.pca_dim or None
+        if args.device and args.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"--device {args.device}: no CUDA device is available here; use --device cpu"
+                )
+        from ..precision import resolve_on  # --dtype auto: the run's folder names the choice
+
+        dtype, autocast, chosen = resolve_on(args.device, _dtype(args), args.autocast)
         matcher_kwargs = dict(
             protocol=protocol.name,
             **{k: v for k, v in knobs.items() if v is not None},
             pretrained=not args.no_pretrained,
             extractor_options=extractor_options(args, specs),
-            dtype=_dtype(args),
+            dtype=dtype,
             device=args.device,
         )
         if args.adapter:
             matcher_kwargs["adapter"] = args.adapter
-        if args.autocast:
-            matcher_kwargs["autocast"] = args.autocast
+        if autocast:
+            matcher_kwargs["autocast"] = autocast
         if args.compile:
             matcher_kwargs["compile"] = True
         out = args.out
@@ -529,18 +545,13 @@ def _main(argv: Sequence[str] | None) -> int:
             out = (
                 f"runs/{opts.dataset}-{opts.split}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
             )
-        if args.device and args.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError(
-                    f"--device {args.device}: no CUDA device is available here; use --device cpu"
-                )
         from ..distributed import context
 
         ctx = context()  # several processes under torchrun, else one
         matcher_kwargs["device"] = ctx.device(args.device)
         matcher = Matcher(specs, cache_dir=args.cache_dir or Path(out) / "cache", **matcher_kwargs)
+        if chosen is not None:
+            matcher.precision = chosen.as_dict()  # recorded in the run's config.json
         say = print if ctx.is_main else (lambda *a, **k: None)
         say(
             f"evaluating {opts.dataset} ({opts.split}, {len(records)} pairs) with "
@@ -556,9 +567,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if ctx.active:
             say(f"{ctx.world} processes: each takes a shard of the images, then of the pairs")
         try:
-            run_eval(
-                opts, matcher, out, progress=not args.no_progress and ctx.is_main, log=say, ctx=ctx
-            )
+            live = not args.no_progress and ctx.is_main
+            run_eval(opts, matcher, out, progress=live, log=say, ctx=ctx, threads=args.threads)
         except KeyboardInterrupt:
             print(
                 f"\ninterrupted: everything finished so far is saved in {out} (features in its "

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..datasets import PairRecord, check_images
+from ..devices import pair_stage_threads, torch_threads
 from ..distributed import DistContext, shard
 from ..extraction import ExtractReport
 from ..io import WriteError, atomic_write_json, remove_stale_temporaries
@@ -71,8 +72,12 @@ def run_eval(
     progress: bool = True,
     log: Callable[[str], None] = print,
     ctx: DistContext | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Evaluate ``matcher`` (a :class:`corr.Matcher`) on a data set; resumable in ``out``.
+
+    ``threads``: torch threads of the pair stage (default: :func:`corr.devices.pair_stage_threads`,
+    one); the extraction stage keeps the process's own setting.
 
     Under torchrun (``ctx`` of several ranks) every rank extracts its shard of the unique images
     and then matches its shard of the pairs into its own ``predictions.<rank>.jsonl``; rank 0
@@ -88,11 +93,12 @@ def run_eval(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise WriteError(out, err) from None
+    threads = pair_stage_threads(threads)
     if not ctx.is_main:
-        return _run_eval(opts, matcher, out, progress, log, ctx)
+        return _run_eval(opts, matcher, out, progress, log, ctx, threads)
     with RunLock(out, log):
         remove_stale_temporaries(out, recursive=False)  # of a killed write of results or config
-        return _run_eval(opts, matcher, out, progress, log, ctx)
+        return _run_eval(opts, matcher, out, progress, log, ctx, threads)
 
 
 @dataclass
@@ -122,12 +128,16 @@ def resume(
         )
     tables = tables_for(opts, sorted({r.table_category for r in records}))
     config = run_config(opts, matcher.config(), tables.geo_source, tables.flip_source)
+    # what --dtype auto chose and the probe behind it: a record, not the run's identity (the
+    # choice itself is in the extractors' configurations)
+    if getattr(matcher, "precision", None) is not None:
+        config["precision"] = matcher.precision
     cfg_path = out / "config.json"
     if ctx.is_main and not cfg_path.exists():
         atomic_write_json(cfg_path, config)
     ctx.barrier()  # the other ranks compare with what rank 0 found or wrote
     old = json.loads(cfg_path.read_text())
-    if old != json.loads(json.dumps(config, default=str)):
+    if _identity(old) != _identity(json.loads(json.dumps(config, default=str))):
         raise ConfigMismatchError(
             f"{out} holds a run with a different configuration (see {cfg_path}); "
             "use another --out, or delete that folder to start over"
@@ -193,42 +203,51 @@ def pair_stage(
     state: RunState,
     progress: bool,
     ctx: DistContext,
+    threads: int | None = None,
 ) -> tuple[int, float]:
     """Stage 2: this rank's shard of the pairs still to do, category by category, each a
-    :class:`~corr.pair.Pair` from the resident features; every prediction appended to the
-    store as soon as it is made. Returns the number of pairs done here and their seconds."""
+    :class:`~corr.pair.Pair` from the resident features (descriptors that no co-PCA ties to a
+    pair built once per image: :mod:`corr.reuse`); every prediction appended to the store as
+    soon as it is made, with ``threads`` torch threads (:func:`corr.devices.pair_stage_threads`).
+    Returns the number of pairs done here and their seconds."""
     todo = sorted(state.todo, key=lambda r: (r.category, r.pair_id))
     mine = shard(todo, ctx)
-    t0 = time.perf_counter()
-    for rec in tqdm(mine, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
-        queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
-        kwargs: dict[str, Any] = {}
-        if opts.flip:
-            perm = flip_permutation(state.tables.flip[rec.table_category], len(queries))
-            kwargs.update(flip=True, flip_pairs=perm, tgt_visible=rec.tgt_vis)
-        try:
-            pair = matcher.pair(rec.src_image, rec.tgt_image, prompt_categories(rec))
-            res = pair.match(queries, **kwargs)
-        except (OSError, ValueError) as err:
-            if not _is_image_error(err):
-                raise ValueError(f"pair {rec.pair_id}: {err}") from err
-            if not opts.skip_bad:
-                raise BadPairsError(
-                    f"pair {rec.pair_id}: {err}\nFix the data, or pass --skip-bad to record it as skipped."
-                ) from err
-            state.store.append({"pair_id": rec.pair_id, "skipped": str(err)})
-            continue
-        entry = {"pair_id": rec.pair_id, "pred": points_to_json(res["keypoints1"])}
-        if opts.flip:
-            f = res["flip"]
-            entry["flip"] = {
-                "flipped": f["flipped"],
-                "distance": f["distance"],
-                "distance_flipped": f["distance_flipped"],
-                "pred_plain": points_to_json(f["keypoints1_plain"]),
-            }
-        state.store.append(entry)
-    return len(mine), time.perf_counter() - t0
+    with torch_threads(pair_stage_threads(threads)):
+        t0 = time.perf_counter()
+        for rec in tqdm(mine, desc=f"{opts.dataset} pairs", unit="pair", disable=not progress):
+            _one_pair(opts, matcher, state, rec)
+        return len(mine), time.perf_counter() - t0
+
+
+def _one_pair(opts: EvalOptions, matcher, state: RunState, rec: PairRecord) -> None:
+    """Match one pair and append its prediction (or, with ``--skip-bad``, its bad image)."""
+    queries = np.where(rec.src_vis[:, None], rec.src_kps, np.nan)
+    kwargs: dict[str, Any] = {}
+    if opts.flip:
+        perm = flip_permutation(state.tables.flip[rec.table_category], len(queries))
+        kwargs.update(flip=True, flip_pairs=perm, tgt_visible=rec.tgt_vis)
+    try:
+        pair = matcher.pair(rec.src_image, rec.tgt_image, prompt_categories(rec))
+        res = pair.match(queries, **kwargs)
+    except (OSError, ValueError) as err:
+        if not _is_image_error(err):
+            raise ValueError(f"pair {rec.pair_id}: {err}") from err
+        if not opts.skip_bad:
+            raise BadPairsError(
+                f"pair {rec.pair_id}: {err}\nFix the data, or pass --skip-bad to record it as skipped."
+            ) from err
+        state.store.append({"pair_id": rec.pair_id, "skipped": str(err)})
+        return
+    entry = {"pair_id": rec.pair_id, "pred": points_to_json(res["keypoints1"])}
+    if opts.flip:
+        f = res["flip"]
+        entry["flip"] = {
+            "flipped": f["flipped"],
+            "distance": f["distance"],
+            "distance_flipped": f["distance_flipped"],
+            "pred_plain": points_to_json(f["keypoints1_plain"]),
+        }
+    state.store.append(entry)
 
 
 def _run_eval(
@@ -238,6 +257,7 @@ def _run_eval(
     progress: bool,
     log: Callable[[str], None],
     ctx: DistContext,
+    threads: int,
 ) -> dict:
     state = resume(opts, matcher, out, log, ctx)
     ctx.barrier()  # every rank has read the stores before any rank appends
@@ -252,7 +272,10 @@ def _run_eval(
     # features kept in memory up to the budget while the pairs are matched
     matcher.cache.memory_items = max(matcher.cache.memory_items, n_items * 2 + 8)
     matcher.cache.memory_bytes = int(opts.memory_cache_gb * 2**30)
-    n_mine, elapsed = pair_stage(opts, matcher, state, progress, ctx)
+    # and the descriptors reused across pairs (corr.reuse): up to the same budget
+    matcher.reuse.items = max(matcher.reuse.items, n_items * 2 + 8)
+    matcher.reuse.max_bytes = matcher.cache.memory_bytes
+    n_mine, elapsed = pair_stage(opts, matcher, state, progress, ctx, threads)
     ctx.barrier()  # every rank's pairs are on disk
     if not ctx.is_main:
         return {}
@@ -270,11 +293,18 @@ def _run_eval(
         "pairs_computed_this_run": len(state.todo),
         "seconds_this_run": round(elapsed, 3),
         "seconds_per_pair_this_run": round(elapsed / n_mine, 4) if n_mine else None,
+        "pair_stage_threads": threads,
         "feature_cache": {"hits": matcher.cache.hits, "misses": matcher.cache.misses},
+        "descriptors_reused": {"hits": matcher.reuse.hits, "misses": matcher.reuse.misses},
     }
     write_results(out, results)
     print_results(results, out, log)
     return results
+
+
+def _identity(config: dict) -> dict:
+    """A run's configuration without its records (``precision``): what must match to resume."""
+    return {k: v for k, v in config.items() if k != "precision"}
 
 
 def _is_image_error(err: BaseException) -> bool:
