@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from . import extraction, interleave, matching, reference, single_pair
+from . import extraction, interleave, matching, reference, single_pair, startup
 from .report import WEIGHTS_NOTE, Report
 from .timing import Memory, Stages, loadavg, machine_info, progress
 from .workloads import (
@@ -32,6 +32,7 @@ from .workloads import (
     put_extrapolation,
     query_grid,
     resolve_sizes,
+    spair_workload,
 )
 
 DEFAULT_OUT = REPO / "out" / "bench_speed.json"
@@ -55,6 +56,8 @@ class Bench:
     sd: Any = None
     dino: Any = None
     grid: int = 0
+    workload: dict[str, Any] = field(default_factory=dict)
+    pair_threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +85,10 @@ class Bench:
 
     @property
     def ctx_match(self) -> str:
-        return f"grid {self.grid}x{self.grid}, co-PCA fp32, {self.device.type}"
+        return (
+            f"grid {self.grid}x{self.grid}, co-PCA fp32, {self.device.type}, "
+            f"{self.pair_threads} thread(s)"
+        )
 
     @property
     def ctx_ref(self) -> str:
@@ -136,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a(
         "--dtype",
-        choices=tuple(DTYPE_SHORT),
-        default="float32",
-        help="our models' dtype (the reference is always float32)",
+        choices=("auto", *DTYPE_SHORT),
+        default="auto",
+        help="our models' dtype (the reference is always float32); auto: bf16 autocast where "
+        "corr.precision's probe finds it faster, else float32",
     )
     a(
         "--autocast",
@@ -194,6 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     a(
+        "--pair-threads",
+        type=int,
+        default=None,
+        help="torch threads of the cached pair stage (default: corr.eval's, 1)",
+    )
+    a(
+        "--spair-root",
+        default=None,
+        help="SPair-71k root whose Layout/large/test.txt gives the workload's distinct images "
+        "(default: data/SPair-71k, else shared/data/SPair-71k; without it: 1,800, an upper "
+        "bound)",
+    )
+    a(
+        "--startup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time `python -c 'import corr'`, `from corr import Matcher` and `corr.eval --help`",
+    )
+    a(
         "--warmup",
         type=int,
         default=None,
@@ -242,6 +268,14 @@ def run(args, argv) -> int:
     from corr.devices import resolve_device
 
     device = resolve_device(args.device or "auto")
+    from corr.devices import pair_stage_threads
+    from corr.precision import resolve_precision
+
+    # --dtype auto: corr.precision's choice (bf16 as autocast, or float32)
+    requested = args.dtype
+    _, autocast, chosen = resolve_precision(args.dtype, args.autocast, device)
+    if chosen is not None:
+        args.dtype, args.autocast = "float32", autocast
     sizes = resolve_sizes(args)
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     for v in args.extract_variants:
@@ -260,11 +294,15 @@ def run(args, argv) -> int:
         "reference_tile": sizes["tile"],
         "resolution_scale": args.resolution_scale,
         "dtype": args.dtype,
+        "dtype_requested": requested,
+        "dtype_auto": None if chosen is None else chosen.as_dict(),
         "autocast": args.autocast,
         "reference_dtype": "float32",
         "copca_dtype": "float32",
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "pair_threads": pair_stage_threads(args.pair_threads),
+        "spair_workload": spair_workload(args.spair_root),
         "points_per_pair": args.points,
         "pairs": len(pairs),
         "images": [str(p) for p in images],
@@ -284,14 +322,18 @@ def run(args, argv) -> int:
     report = Report(args.out, command, config, machine)
     stages, memory = Stages(device), Memory(device)
     bench = Bench(args, device, sizes, names, images, pairs, queries, stages, memory, report)
+    bench.workload, bench.pair_threads = config["spair_workload"], config["pair_threads"]
     dt = bench.dtype_short
     print(f"bench_speed: {names[0]} + {names[1]}, {WEIGHTS_NOTE}", flush=True)
     print(
-        f"  device {device}, dtype {args.dtype} (reference fp32), SD {sizes['sd']} px, "
-        f"DINO {sizes['dino']} px, {torch.get_num_threads()} torch threads, load average "
-        f"{load_before}; photos: {', '.join(p.name for p in images)}; progress on stderr",
+        f"  device {device}, {bench.precision} (--dtype {requested}; reference fp32), SD "
+        f"{sizes['sd']} px, DINO {sizes['dino']} px, {torch.get_num_threads()} torch threads "
+        f"({bench.pair_threads} in the pair stage), load average {load_before}; photos: "
+        f"{', '.join(p.name for p in images)}; progress on stderr",
         flush=True,
     )
+    if args.startup:
+        startup.run_startup(bench)
     for module in ("corr.extractors.sd", "corr.extractors.dino"):
         importlib.import_module(module)  # registers the built-in names
 
@@ -375,11 +417,24 @@ def run(args, argv) -> int:
     print(f"evaluation extracted {ev['extractions']} images for {ev['pairs']} pairs")
     ratio = report.sections.get("ratio")
     if ratio:
-        sp = ratio["spair_test"]
+        sp, w = ratio["spair_test"], ratio["workload"]
+        for rnd, r_sp in zip(report.sections["ab_rounds"], sp["per_round"], strict=True):
+            loads = "/".join(str((rnd[f"loadavg_before_{x}"] or [None])[0]) for x in rnd["order"])
+            print(
+                f"round {rnd['round']} ({''.join(rnd['order'])}): ours "
+                f"{rnd['ours_extract_s_per_image']:.3f} s/image + {rnd['ours_match_s_per_pair']:.3f}"
+                f" s/pair, reference {rnd['reference_s_per_pair']:.3f} s/pair, ratio (SPair) "
+                f"{r_sp:.2f}x; load (1 min) before {loads}"
+            )
+        split = ratio["split"]
         print(
             f"target (reference / ours per pair >= {ratio['target']:.0f}x on the SPair-71k test "
-            f"workload): {sp['ratio']:.2f}x, {'met' if ratio['target_met_spair'] else 'NOT met'}"
-            f"; per round {sp['per_round']}"
+            f"workload, {w['images']:,} images ({w['source']}), {w['pairs']:,} pairs): "
+            f"{sp['ratio']:.2f}x (median of {len(sp['per_round'])} paired rounds, "
+            f"{sp['spread']['min']}-{sp['spread']['max']}), "
+            f"{'met' if ratio['target_met_spair'] else 'NOT met'}; per image "
+            f"{split['per_image']['median']}x, per pair {split['per_pair']['median']}x, reuse "
+            f"{split['reuse_factor']['median']}x ({split['reuse_share_of_ratio']} of the ratio)"
         )
     print(
         f"load average (1 min) before / after: {load_before and load_before[0]} / "

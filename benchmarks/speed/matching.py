@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from corr.devices import torch_threads
+
 from .timing import progress
 from .workloads import twin_pairs
 
@@ -45,9 +47,10 @@ def run_evaluation(bench):
         )
     progress(f"evaluation stage 2: match {n_pairs} pairs from the feature cache")
     misses = matcher.cache.misses
-    for a, b in bench.pairs:
-        with stages.time("match_cached"):
-            matcher.match(str(bench.images[a]), str(bench.images[b]), bench.queries[a])
+    with torch_threads(bench.pair_threads):  # the pair stage's own threads, as corr.eval
+        for a, b in bench.pairs:
+            with stages.time("match_cached"):
+                matcher.match(str(bench.images[a]), str(bench.images[b]), bench.queries[a])
     if matcher.cache.misses != misses:
         raise RuntimeError("the cached matching stage missed the feature cache")
     t_ext = stages.last("eval_extract")
@@ -126,15 +129,16 @@ def run_flip_matching(bench, matcher) -> None:
         )
     misses = matcher.cache.misses
     twins = twin_pairs(args.points)
-    for a, b in bench.pairs:
-        with stages.time("match_cached_flip"):
-            matcher.match(
-                str(bench.images[a]),
-                str(bench.images[b]),
-                bench.queries[a],
-                flip=True,
-                flip_pairs=twins,
-            )
+    with torch_threads(bench.pair_threads):
+        for a, b in bench.pairs:
+            with stages.time("match_cached_flip"):
+                matcher.match(
+                    str(bench.images[a]),
+                    str(bench.images[b]),
+                    bench.queries[a],
+                    flip=True,
+                    flip_pairs=twins,
+                )
     if matcher.cache.misses != misses:
         raise RuntimeError("the cached flip matching stage missed the feature cache")
     t_ext = stages.last("flip_extract")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,9 @@ RATES = {
     "ratio_spair": "x",
     "ratio_eval": "x",
     "ratio_cold": "x",
+    "ratio_per_image": "x",
+    "ratio_per_pair": "x",
+    "ratio_reuse_factor": "x",
     "spair_ours_h": "h total",
     "spair_ours_flip_h": "h total",
     "spair_ref_h": "h total",
@@ -79,6 +83,9 @@ def _argv(out: Path, *extra: str) -> list[str]:
         "20",
         "--out",
         str(out),
+        "--no-startup",
+        "--spair-root",
+        str(REPO / "tests" / "data" / "minireal" / "SPair-71k"),
         "--image-files",
         str(ASSETS / "gazelle.jpg"),
         str(ASSETS / "jaguar.jpg"),
@@ -129,32 +136,78 @@ def test_every_stage_reported_with_its_unit(full_run, capsys):
 
 
 def test_ab_rounds_alternate_and_give_the_ratio(full_run):
+    """Rounds alternate their order (A B, then B A), keep the load before each side, and the
+    ratio of a workload is the median of the paired per-round ratios."""
     data, _ = full_run
     rounds = data["ab_rounds"]
     assert len(rounds) == 2
-    order = [x for r in rounds for x in r["order"]]
+    assert [r["order"] for r in rounds] == [["A", "B"], ["B", "A"]]
     starts = [t for r in rounds for t in r["started_at"]]
-    assert order == ["A", "B", "A", "B"] and starts == sorted(starts)
+    assert starts == sorted(starts)
     for r in rounds:
-        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
+        for key in ("loadavg_before_A", "loadavg_before_B", "loadavg_after"):
+            assert len(r[key]) == 3, key
+        assert 0 < r["reference_extract_s_per_image"] * 2 < r["reference_s_per_pair"]
+        assert 0 < r["reference_match_s_per_pair"] < r["reference_s_per_pair"]
     assert [r["pair"] for r in rounds] == data["config"]["pair_indices"][:2]
 
-    def ratio(images, pairs):
-        ours = [
-            r["ours_extract_s_per_image"] * images / pairs + r["ours_match_s_per_pair"]
+    def per_round(images, pairs):
+        return [
+            r["reference_s_per_pair"]
+            / (r["ours_extract_s_per_image"] * images / pairs + r["ours_match_s_per_pair"])
             for r in rounds
         ]
-        ref = [r["reference_s_per_pair"] for r in rounds]
-        return statistics.median(ref) / statistics.median(ours)
 
     rat = data["ratio"]
-    assert rat["spair_test"]["ratio"] == pytest.approx(ratio(1800, 12234), abs=0.006)
-    assert rat["this_evaluation"]["ratio"] == pytest.approx(ratio(2, 3), abs=0.006)
-    assert rat["no_reuse"]["ratio"] == pytest.approx(ratio(2, 1), abs=0.006)
+    w = rat["workload"]  # the bundled minireal's split file: its distinct images are counted
+    assert w["source"] == "split file" and (w["images"], w["pairs"]) == (33, 27)
+    for key, (images, pairs) in {
+        "spair_test": (33, 27),
+        "this_evaluation": (2, 3),
+        "no_reuse": (2, 1),
+    }.items():
+        want = per_round(images, pairs)
+        assert rat[key]["per_round"] == pytest.approx(want, abs=0.006), key
+        assert rat[key]["ratio"] == pytest.approx(statistics.median(want), abs=0.006), key
+        assert rat[key]["spread"]["min"] == pytest.approx(min(want), abs=0.006), key
     assert data["stages"]["ratio_spair"]["value"] == rat["spair_test"]["ratio"]
     assert rat["target_met_spair"] == (rat["spair_test"]["ratio"] >= 10)
     # amortising extraction over more pairs per image can only raise the ratio
-    assert rat["spair_test"]["ratio"] > rat["this_evaluation"]["ratio"] > rat["no_reuse"]["ratio"]
+    assert rat["this_evaluation"]["ratio"] > rat["no_reuse"]["ratio"]
+    split = rat["split"]
+    per_image = [r["reference_extract_s_per_image"] / r["ours_extract_s_per_image"] for r in rounds]
+    assert split["per_image"]["median"] == pytest.approx(statistics.median(per_image), abs=0.006)
+    pairs = zip(rat["spair_test"]["per_round"], rat["no_reuse"]["per_round"], strict=True)
+    reuse = [a / b for a, b in pairs]
+    assert split["reuse_factor"]["median"] == pytest.approx(statistics.median(reuse), abs=0.02)
+    share = math.log(split["reuse_factor"]["median"]) / math.log(rat["spair_test"]["ratio"])
+    assert split["reuse_share_of_ratio"] == pytest.approx(share, abs=0.002)
+
+
+def test_the_spair_workload_counts_the_split_files_images(tmp_path):
+    """Pairs and distinct images (and sources, mirrored with flip) from Layout/large/test.txt;
+    without it, 1,800 images as an upper bound, said so."""
+    from corr.datasets import load_spair
+
+    root = REPO / "tests" / "data" / "minireal" / "SPair-71k"
+    w = workloads.spair_workload(root)
+    recs = load_spair(root)
+    images = {r.src_image for r in recs} | {r.tgt_image for r in recs}
+    assert (w["pairs"], w["images"]) == (len(recs), len(images))
+    assert w["images_flip"] == len(images) + len({r.src_image for r in recs})
+    missing = workloads.spair_workload(tmp_path)
+    assert missing["source"] == "upper bound" and missing["images"] == 1800
+    assert missing["pairs"] == 12234 and "test.txt" in missing["missing"]
+
+
+def test_startup_commands_are_timed_in_fresh_processes():
+    from speed import startup
+
+    res = startup.time_command(startup.COMMANDS["import_corr"], repeats=1)
+    assert res["min_s"] == res["median_s"] == res["max_s"] > 0
+    assert "torch" not in res["heavy_modules"]  # corr's public names load lazily
+    res = startup.time_command(startup.COMMANDS["eval_help"], repeats=1)
+    assert res["heavy_modules"] == []
 
 
 def test_extrapolation_is_the_formula_on_the_measured_rates(full_run):
@@ -165,11 +218,14 @@ def test_extrapolation_is_the_formula_on_the_measured_rates(full_run):
     assert ex["images_per_s"] == best["images_per_s"]
     assert ex["pairs_per_s"] == st["match_cached_rate"]["value"]
     ips, pps, ppsf = ex["images_per_s"], ex["pairs_per_s"], ex["pairs_per_s_flip"]
-    assert ex["ours"]["total_s"] == pytest.approx(1800 / ips + 12234 / pps, abs=2e-3)
-    assert ex["ours_flip"]["total_s"] == pytest.approx(3600 / ips + 12234 / ppsf, abs=2e-3)
+    w = ex["workload"]
+    assert (w["images"], w["pairs"]) == (33, 27) and w["images_flip"] > 33
+    assert "split file" in w["source"] and "Layout/large/test.txt" in ex["images_from"]
+    assert ex["ours"]["total_s"] == pytest.approx(33 / ips + 27 / pps, abs=2e-3)
+    assert ex["ours_flip"]["total_s"] == pytest.approx(w["images_flip"] / ips + 27 / ppsf, abs=2e-3)
     assert st["spair_ours_h"]["value"] == pytest.approx(ex["ours"]["total_s"] / 3600, abs=1e-3)
     ref = st["ref_per_pair"]["value"]
-    assert ex["reference"]["total_s"] == pytest.approx(12234 * ref, abs=0.1)
+    assert ex["reference"]["total_s"] == pytest.approx(27 * ref, abs=0.1)
     w = workloads.workload_seconds(1800, 12234, 2.0, 100.0)
     assert w == {
         "extract_s": 900.0,
