@@ -41,7 +41,7 @@ from .outputs import MatchOutput
 from .pair import Pair
 from .precision import resolve_precision
 from .protocols import UNSET, Protocol, get_protocol, resolve_knobs
-from .reuse import DescriptorMemo, reusable_key
+from .reuse import DescriptorMemo, per_image
 from .shortcuts import PairShortcuts
 
 logger = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ class Matcher(PairShortcuts, nn.Module):
         )
         explicit = device not in (None, "auto")
         target = resolve_device(device)
-        dtype, autocast, chosen = resolve_precision(dtype, autocast, target)
-        #: what ``dtype="auto"`` chose and why (None for an explicit dtype)
+        dtype, autocast, chosen = resolve_precision(dtype, autocast, target)  # dtype="auto"
         self.precision: dict[str, Any] | None = None if chosen is None else chosen.as_dict()
         built = build_extractors(
             specs,
@@ -445,15 +444,8 @@ class Matcher(PairShortcuts, nn.Module):
         ``(P, g, g)`` unit cells. A descriptor that no co-PCA ties to the other images is kept
         per image in :attr:`reuse` and reused (:mod:`corr.reuse`; the same tensor)."""
         w = tuple(self.weights if weights is None else (float(x) for x in weights))
-        keys = [reusable_key(self, f.sources, w) for f in images]
-        if all(k is not None for k in keys):
-            return [
-                self.reuse.get_or_make(
-                    (f.key, "descriptor", *k), lambda f=f: self._build([f], w)[0]
-                )
-                for f, k in zip(images, keys, strict=True)
-            ]
-        return self._build(images, w)
+        reused = per_image(self, images, w, "descriptor", lambda f: self._build([f], w)[0])
+        return self._build(images, w) if reused is None else reused
 
     def unit_descriptors(
         self, images: Sequence[ImageFeatures], weights: Sequence[float] | None = None
@@ -463,15 +455,9 @@ class Matcher(PairShortcuts, nn.Module):
         ``normalized=True``), kept in :attr:`reuse`; ``None`` when co-PCA ties them to the
         pair."""
         w = tuple(self.weights if weights is None else (float(x) for x in weights))
-        keys = [reusable_key(self, f.sources, w) for f in images]
-        if any(k is None for k in keys):
-            return None
-        return [
-            self.reuse.get_or_make(
-                (f.key, "unit", *k), lambda f=f: l2_normalize(self.descriptors_many([f], w)[0])
-            )
-            for f, k in zip(images, keys, strict=True)
-        ]
+        return per_image(
+            self, images, w, "unit", lambda f: l2_normalize(self.descriptors_many([f], w)[0])
+        )
 
     def _build(
         self, images: Sequence[ImageFeatures], weights: Sequence[float]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 
-__all__ = ["DescriptorMemo"]
+__all__ = ["DescriptorMemo", "per_image", "reusable_key"]
 
 
 class DescriptorMemo:
@@ -101,3 +101,18 @@ def reusable_key(matcher, sources: tuple[str, ...], weights: tuple[float, ...]) 
             return None  # co-PCA ties the descriptor to its pair
         what = ("fusion", matcher.fusion, weights)
     return (sources, what, str(matcher.device))
+
+
+def per_image(
+    matcher, images, weights: tuple[float, ...], kind: str, make: Callable
+) -> list[torch.Tensor] | None:
+    """``kind`` (``"descriptor"``, ``"unit"``) of every image of ``images`` (``ImageFeatures``)
+    from ``matcher.reuse``, ``make(features)`` on a miss; ``None`` when any of them is tied to
+    its pair (:func:`reusable_key`)."""
+    keys = [reusable_key(matcher, f.sources, weights) for f in images]
+    if any(k is None for k in keys):
+        return None
+    return [
+        matcher.reuse.get_or_make((f.key, kind, *k), lambda f=f: make(f))
+        for f, k in zip(images, keys, strict=True)
+    ]
