@@ -54,13 +54,16 @@ def pair_stage_threads(requested: int | None = None) -> int:
     """Threads for the pair stage of an evaluation (co-PCA, fusion, matching): ``requested``,
     else :data:`PAIR_STAGE_THREADS`.
 
-    One by default, measured on a 2-core CPU: a cached pair is a few small operations, and
-    with two threads while another process kept one core busy, the OpenMP threads waited on
-    each other (minireal: 3.9-12 pairs/s in 7 of 10 runs against 48-81 with one thread; a
-    co-PCA pair at SD 512 px: 4-14 s against 0.3 s); on an idle machine two threads gained
-    1.3-1.8x. One thread also makes the predictions independent of the core count and the
-    load: co-PCA's eigendecomposition and products round differently with two threads
-    (coordinates moved by up to 1e-5 cells)."""
+    One by default, measured on a 2-core CPU (AMD EPYC, torch 2.13): a cached pair is a few
+    small operations, and with two OpenMP threads while another process kept one core busy
+    the threads waited on each other: the minireal pair stage ran at 5.9-84 pairs/s (against
+    44-58 with one thread), a co-PCA pair at SD 512 / DINOv2 420 px took 4-14 s in 3 of 10
+    samples (0.3 s with one thread). On an idle machine two threads gained 1.1x (minireal) to
+    1.8x (the co-PCA pair). One thread also keeps the predictions independent of the core
+    count and the load: co-PCA's eigendecomposition and products round differently with two
+    threads (coordinates moved by up to 1e-5 cells). Give more where cores are idle and the
+    pairs are large.
+    """
     n = PAIR_STAGE_THREADS if requested is None else int(requested)
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {requested}")
