@@ -33,6 +33,8 @@ _EXPORTS = {
     "FeatureStore": "corr.cache",
     "cosegment": "corr.cosegmentation",
     "CosegOutput": "corr.cosegmentation",
+    "swap": "corr.swap",
+    "SwapOutput": "corr.outputs",
 }
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "list_extractors",
     "match",
     "register_extractor",
+    "swap",
+    "SwapOutput",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,8 +71,9 @@ if TYPE_CHECKING:  # pragma: no cover
         register_extractor,
     )
     from .matcher import PRESETS, Matcher
-    from .outputs import DenseOutput, MatchOutput
+    from .outputs import DenseOutput, MatchOutput, SwapOutput
     from .pair import FlipDecision, Pair
+    from .swap import swap
     from .weights import WeightsNotFoundError
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .alignment import mask_to_grid
 from .geometry import clip_to_image, content_mask, grid_to_letterbox
 from .io import load_image
 from .matching import dense_match, mutual_nearest_neighbours, nearest_neighbours
@@ -37,17 +38,49 @@ def _refuse_pixel_method(pair: Pair, what: str) -> None:
         )
 
 
-def dense_field(pair: Pair, upsample: bool = False) -> DenseOutput:
+def target_cells(pair: Pair, tgt_mask: np.ndarray) -> torch.Tensor:
+    """``(g, g)`` bool: the target cells mostly inside ``tgt_mask`` (``(H_t, W_t)`` original
+    target pixels; :func:`corr.alignment.mask_to_grid`) and on image content. Refused with a
+    clear error when no cell is: the region is too small for the feature grid."""
+    _, dt = pair.descriptors
+    (_, ft), (_, lb_t) = pair.features, pair.frames
+    g = dt.shape[-1]
+    mask = np.asarray(tgt_mask)
+    if mask.shape[:2] != (ft.height, ft.width):
+        raise ValueError(
+            f"the mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            f"{ft.width}x{ft.height}: give an (H, W) mask of that image"
+        )
+    cells = mask_to_grid(mask, lb_t, g) & torch.from_numpy(content_mask(lb_t, g))
+    if not bool(cells.any()):
+        raise ValueError(
+            f"the mask ({int((mask > 0).sum())} pixels) covers no {g}x{g} feature-grid cell "
+            f"by more than half (a cell is {pair.matcher.frame / g:.1f} px of the "
+            f"{pair.matcher.frame}-px matching frame): the region is too small for the "
+            "feature resolution; use a larger region or a closer crop"
+        )
+    return cells
+
+
+def dense_field(
+    pair: Pair, upsample: bool = False, tgt_mask: np.ndarray | None = None
+) -> DenseOutput:
     """Every source cell (``upsample=True``: every source pixel) of ``pair`` matched: the
-    :class:`~corr.outputs.DenseOutput` that :meth:`Pair.dense <corr.pair.Pair.dense>` documents."""
+    :class:`~corr.outputs.DenseOutput` that :meth:`Pair.dense <corr.pair.Pair.dense>` documents.
+    ``tgt_mask`` (``(H_t, W_t)`` bool, original target pixels): matches land only on the
+    target cells :func:`target_cells` keeps."""
     _refuse_pixel_method(pair, "dense() matches grid cells")
     m = pair.matcher
     ds, dt = pair.descriptors
     (fs, ft), (lb_s, lb_t) = pair.features, pair.frames
     g = ds.shape[-1]
+    allowed = pair.target_mask()
+    if tgt_mask is not None:
+        cells = target_cells(pair, tgt_mask)
+        allowed = cells if allowed is None else allowed & cells
     with torch.no_grad():
         coords, conf = dense_match(
-            ds, dt, m.method, m.window, m.temperature, pair.target_mask(), window_mode=m.window_mode
+            ds, dt, m.method, m.window, m.temperature, allowed, window_mode=m.window_mode
         )
     coords1 = lb_t.from_letterbox(
         grid_to_letterbox(coords.reshape(-1, 2).cpu().numpy(), m.frame, g, m.centre_shift)
@@ -85,10 +118,15 @@ def dense_field(pair: Pair, upsample: bool = False) -> DenseOutput:
     )
 
 
-def warp_source(pair: Pair, min_confidence: float | None = None) -> WarpOutput:
+def warp_source(
+    pair: Pair, min_confidence: float | None = None, src_mask: np.ndarray | None = None
+) -> WarpOutput:
     """``pair``'s source warped into its target's frame through the reversed pair's
     upsampled field (``cv2.remap``): the :class:`~corr.outputs.WarpOutput` that
-    :meth:`Pair.warp <corr.pair.Pair.warp>` documents."""
+    :meth:`Pair.warp <corr.pair.Pair.warp>` documents. ``src_mask`` (``(H_s, W_s)`` bool,
+    original source pixels): every target pixel samples the source only inside it (its match
+    restricted to the source cells mostly inside the mask; a pixel whose sampled point falls
+    outside the mask is not valid)."""
     _refuse_pixel_method(pair, "warp() uses the dense correspondence of grid cells")
     try:
         import cv2
@@ -106,7 +144,8 @@ def warp_source(pair: Pair, min_confidence: float | None = None) -> WarpOutput:
             f"{src_px.shape[1]}x{src_px.shape[0]} and target "
             f"{tgt_px.shape[1]}x{tgt_px.shape[0]}; downscale them first"
         )
-    d = dense_field(pair.reversed(), upsample=True)  # target pixel -> source point
+    # target pixel -> source point
+    d = dense_field(pair.reversed(), upsample=True, tgt_mask=src_mask)
     coords = np.asarray(d.coords1, dtype=np.float64)
     confidence = np.asarray(d.confidence, dtype=np.float64)
     h_s, w_s = src_px.shape[:2]
@@ -114,6 +153,12 @@ def warp_source(pair: Pair, min_confidence: float | None = None) -> WarpOutput:
     valid = d.valid & (x >= 0) & (x <= w_s - 1) & (y >= 0) & (y <= h_s - 1)
     if min_confidence is not None:
         valid &= confidence >= min_confidence
+    if src_mask is not None:
+        inside = np.asarray(src_mask)
+        inside = (inside[..., 0] if inside.ndim == 3 else inside) > 0
+        xi = np.clip(np.rint(x), 0, w_s - 1).astype(np.int64)
+        yi = np.clip(np.rint(y), 0, h_s - 1).astype(np.int64)
+        valid &= inside[yi, xi]
     warped = cv2.remap(
         np.ascontiguousarray(src_px),
         x.astype(np.float32),
@@ -172,7 +217,7 @@ def sparse_matches(
     )
 
 
-def _erode(mask: np.ndarray, r: int) -> np.ndarray:
+def erode_cells(mask: np.ndarray, r: int) -> np.ndarray:
     """Shrink a bool grid mask by ``r`` cells (cells within ``r`` of a False cell or the edge)."""
     out = mask.copy()
     h, w = mask.shape
@@ -223,8 +268,8 @@ def shared_points(
     (fs, _), (lb_s, lb_t) = pair.features, pair.frames
     g = ds.shape[-1]
     margin = max(1, round(border * g))
-    ms = torch.from_numpy(_erode(content_mask(lb_s, g), margin)).reshape(-1)
-    mt = torch.from_numpy(_erode(content_mask(lb_t, g), margin)).reshape(-1)
+    ms = torch.from_numpy(erode_cells(content_mask(lb_s, g), margin)).reshape(-1)
+    mt = torch.from_numpy(erode_cells(content_mask(lb_t, g), margin)).reshape(-1)
     if int(ms.sum()) < 2 or int(mt.sum()) < 2:  # tiny grids: all content cells
         ms = torch.from_numpy(content_mask(lb_s, g)).reshape(-1)
         mt = torch.from_numpy(content_mask(lb_t, g)).reshape(-1)

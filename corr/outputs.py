@@ -120,6 +120,39 @@ class WarpOutput(BaseOutput):
     confidence: Array
 
 
+@dataclass
+class SwapOutput(BaseOutput):
+    """The source's instance put in place of the target's (:func:`corr.swap.swap`).
+
+    Every image field has the *target* image's size ``(H_t, W_t)``, pixel ``[y, x]`` being
+    target pixel ``(x, y)``:
+
+    - ``initial`` ``(H_t, W_t, 3)`` uint8 RGB: the target with the pixels of ``mask`` taken
+      from the source instance through the dense correspondence (the initial swap);
+    - ``refined`` ``(H_t, W_t, 3)`` uint8 RGB: ``initial`` after the diffusion refinement
+      (``None`` with ``refine=False``);
+    - ``mask`` ``(H_t, W_t)`` bool: the target pixels the swap replaced (the target instance
+      where a source-instance point was found);
+    - ``mask_src`` ``(H_s, W_s)`` / ``mask_tgt`` ``(H_t, W_t)`` bool: the two instance masks
+      used, in original source / target pixels;
+    - ``coords`` ``(H_t, W_t, 2)``: the source point ``(x, y)`` each target pixel samples
+      (original source pixels); ``confidence`` ``(H_t, W_t)``: cosine similarity of that
+      match, ``[-1, 1]``;
+    - ``masks_from``: ``"given"`` or ``"cosegmentation"`` (see :func:`corr.swap.swap`);
+    - ``config``: the settings that made it (JSON-ready).
+    """
+
+    initial: np.ndarray
+    mask: np.ndarray
+    mask_src: np.ndarray
+    mask_tgt: np.ndarray
+    coords: np.ndarray
+    confidence: np.ndarray
+    masks_from: str
+    config: dict[str, Any]
+    refined: np.ndarray | None = None
+
+
 def to_torch(out: BaseOutput, device: torch.device) -> BaseOutput:
     """The same output with every numpy array as a torch tensor on ``device`` (float32; bool
     stays bool)."""

@@ -334,7 +334,11 @@ class Pair:
         return to_torch(out, self.matcher.device) if return_tensors == "pt" else out
 
     def warp(
-        self, *, min_confidence: float | None = None, return_tensors: str = "np"
+        self,
+        *,
+        min_confidence: float | None = None,
+        src_mask: np.ndarray | None = None,
+        return_tensors: str = "np",
     ) -> WarpOutput:
         """The source image warped into the target's frame through the dense correspondence.
 
@@ -345,10 +349,14 @@ class Pair:
         the target's size ``(H_t, W_t)``: ``warped`` ``(H_t, W_t, 3)`` uint8 (0 where not
         valid), ``valid`` bool, ``coords`` ``(H_t, W_t, 2)`` and ``confidence``. ``valid``: the
         target pixel is on image content, its source point inside the source image, and its
-        confidence is at least ``min_confidence`` (when given).
+        confidence is at least ``min_confidence`` (when given). ``src_mask`` (``(H_s, W_s)``
+        bool, original source pixels) restricts the warp to a source region (an instance):
+        target pixels match only source cells mostly inside it, and a pixel whose sampled
+        point lies outside it is not valid; a region that covers no grid cell by more than
+        half is refused (too small for the feature resolution).
         """
         _check_return_tensors(return_tensors)
-        out = warp_source(self, min_confidence=min_confidence)
+        out = warp_source(self, min_confidence=min_confidence, src_mask=src_mask)
         return to_torch(out, self.matcher.device) if return_tensors == "pt" else out
 
     def match_sparse(
