@@ -96,6 +96,10 @@ def swap(
             "give either a matcher or Matcher options, not both; got options "
             + ", ".join(sorted(matcher_options))
         )
+    if refine and refiner is None:  # missing weights are refused before any work is done
+        from .refine import Refiner
+
+        refiner = Refiner.from_weights(sd_model, path=sd_path, device=matcher.device)
     src_px = load_image(src, name="src", exif_transpose=matcher.exif_transpose)
     tgt_px = load_image(tgt, name="tgt", exif_transpose=matcher.exif_transpose)
     (h_s, w_s), (h_t, w_t) = src_px.shape[:2], tgt_px.shape[:2]
@@ -128,11 +132,7 @@ def swap(
     if masks_from == "cosegmentation":
         config["n_parts"] = int(n_parts)
     refined = None
-    if refine:
-        from .refine import Refiner
-
-        if refiner is None:
-            refiner = Refiner.from_weights(sd_model, path=sd_path, device=matcher.device)
+    if refiner is not None and refine:
         prompt = PROMPT.replace("{category}", str(category))
         refined = refiner.refine(
             initial, replaced, prompt=prompt, steps=steps, seed=seed, progress=progress

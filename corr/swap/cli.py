@@ -54,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--sd-model", default="sd15", help="SD weights of the refinement (sd15)")
     p.add_argument("--sd-path", help="a local diffusers folder with those weights")
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="share of the DDIM timesteps inverted and sampled (default: %(default)s)",
+    )
+    p.add_argument(
+        "--inversion-iterations",
+        type=int,
+        default=0,
+        help="fixed-point refinements per inversion step (0: plain DDIM, the paper's)",
+    )
     p.add_argument("--n-parts", type=int, default=4, help="co-segmentation parts (default: 4)")
     p.add_argument(
         "--min-confidence",
@@ -107,6 +119,18 @@ def run(args: argparse.Namespace) -> Path:
     mask_tgt = parse_mask(args.mask_tgt, "--mask-tgt")
     if not args.no_refine and not args.category:
         raise ValueError("the refinement needs --category (its prompt), or pass --no-refine")
+    refiner = None
+    if not args.no_refine:  # missing SD weights are refused before anything is loaded
+        from ..devices import resolve_device
+        from .refine import Refiner
+
+        refiner = Refiner.from_weights(
+            args.sd_model,
+            path=args.sd_path,
+            device=resolve_device(args.device),
+            strength=args.strength,
+            inversion_iterations=args.inversion_iterations,
+        )
     matcher = Matcher(specs, device=args.device)
     out = swap(
         args.src,
@@ -117,8 +141,7 @@ def run(args: argparse.Namespace) -> Path:
         refine=not args.no_refine,
         steps=args.steps,
         matcher=matcher,
-        sd_model=args.sd_model,
-        sd_path=args.sd_path,
+        refiner=refiner,
         seed=args.seed,
         n_parts=args.n_parts,
         min_confidence=args.min_confidence,

@@ -42,7 +42,7 @@ def test_cli_writes_the_initial_swap_and_its_config(tmp_path, real_mobilenet, ca
         assert (np.asarray(im) > 0).sum() == record["replaced_pixels"] > 0
 
 
-def test_cli_refusals(tmp_path, capsys):
+def test_cli_refusals(tmp_path, capsys, monkeypatch):
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
     out = str(tmp_path / "out")
@@ -50,6 +50,11 @@ def test_cli_refusals(tmp_path, capsys):
     assert "missing.png: no such image file" in capsys.readouterr().err
     assert main([str(img), str(img), "--out", out]) == 2  # refinement without a category
     assert "needs --category" in capsys.readouterr().err
+    monkeypatch.setenv("CORR_WEIGHTS_DIR", str(tmp_path / "weights"))  # no SD weights here
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main([str(img), str(img), "--out", out, "--category", "cat", "--device", "cpu"]) == 2
+    assert "python -m corr.weights download sd15" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
