@@ -125,8 +125,9 @@ def warp_source(
     upsampled field (``cv2.remap``): the :class:`~corr.outputs.WarpOutput` that
     :meth:`Pair.warp <corr.pair.Pair.warp>` documents. ``src_mask`` (``(H_s, W_s)`` bool,
     original source pixels): every target pixel samples the source only inside it (its match
-    restricted to the source cells mostly inside the mask; a pixel whose sampled point falls
-    outside the mask is not valid)."""
+    restricted to the source cells mostly inside the mask, and a point that the interpolation
+    between cell centres puts outside the mask moved to the nearest mask pixel:
+    :func:`snap_into_mask`)."""
     _refuse_pixel_method(pair, "warp() uses the dense correspondence of grid cells")
     try:
         import cv2
@@ -149,16 +150,12 @@ def warp_source(
     coords = np.asarray(d.coords1, dtype=np.float64)
     confidence = np.asarray(d.confidence, dtype=np.float64)
     h_s, w_s = src_px.shape[:2]
+    if src_mask is not None:
+        coords = snap_into_mask(coords, src_mask)
     x, y = coords[..., 0], coords[..., 1]
     valid = d.valid & (x >= 0) & (x <= w_s - 1) & (y >= 0) & (y <= h_s - 1)
     if min_confidence is not None:
         valid &= confidence >= min_confidence
-    if src_mask is not None:
-        inside = np.asarray(src_mask)
-        inside = (inside[..., 0] if inside.ndim == 3 else inside) > 0
-        xi = np.clip(np.rint(x), 0, w_s - 1).astype(np.int64)
-        yi = np.clip(np.rint(y), 0, h_s - 1).astype(np.int64)
-        valid &= inside[yi, xi]
     warped = cv2.remap(
         np.ascontiguousarray(src_px),
         x.astype(np.float32),
@@ -169,6 +166,35 @@ def warp_source(
     )
     warped[~valid] = 0
     return WarpOutput(warped=warped, valid=valid, coords=coords, confidence=confidence)
+
+
+def snap_into_mask(coords: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``coords`` (``(..., 2)`` points ``(x, y)`` in the pixels of ``mask``'s image) with every
+    point whose nearest pixel lies outside ``mask`` (``(H, W)``, nonzero = inside; or off the
+    image) moved to the nearest pixel inside it (Euclidean, OpenCV's 5x5 distance transform,
+    within 0.2 px of the exact nearest). A copy; float64."""
+    import cv2
+
+    inside = np.asarray(mask)
+    inside = (inside[..., 0] if inside.ndim == 3 else inside) > 0
+    h, w = inside.shape
+    out = np.array(coords, dtype=np.float64)
+    if not inside.any():
+        raise ValueError("snap_into_mask: the mask selects no pixel")
+    xi = np.clip(np.rint(out[..., 0]), -1, w).astype(np.int64)
+    yi = np.clip(np.rint(out[..., 1]), -1, h).astype(np.int64)
+    on = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    move = ~on
+    move[on] = ~inside[yi[on], xi[on]]
+    if move.any():
+        # labels of DIST_LABEL_PIXEL number the mask's pixels 1.. in raster order
+        _, nearest = cv2.distanceTransformWithLabels(
+            (~inside).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        ys, xs = np.nonzero(inside)
+        k = nearest[np.clip(yi[move], 0, h - 1), np.clip(xi[move], 0, w - 1)] - 1
+        out[move] = np.stack([xs[k], ys[k]], -1)
+    return out
 
 
 def sparse_matches(

@@ -351,9 +351,10 @@ class Pair:
         target pixel is on image content, its source point inside the source image, and its
         confidence is at least ``min_confidence`` (when given). ``src_mask`` (``(H_s, W_s)``
         bool, original source pixels) restricts the warp to a source region (an instance):
-        target pixels match only source cells mostly inside it, and a pixel whose sampled
-        point lies outside it is not valid; a region that covers no grid cell by more than
-        half is refused (too small for the feature resolution).
+        target pixels match only source cells mostly inside it, and a point that the
+        interpolation between cell centres puts outside it moves to its nearest pixel inside;
+        a region that covers no grid cell by more than half is refused (too small for the
+        feature resolution).
         """
         _check_return_tensors(return_tensors)
         out = warp_source(self, min_confidence=min_confidence, src_mask=src_mask)

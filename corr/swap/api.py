@@ -51,7 +51,7 @@ def swap(
     sd_model: str = "sd15",
     sd_path: str | None = None,
     seed: int = 0,
-    n_parts: int = 4,
+    n_parts: int = 2,
     min_confidence: float | None = None,
     progress: bool = True,
     **matcher_options: Any,

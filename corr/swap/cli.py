@@ -23,6 +23,8 @@ from ..io import WriteError, atomic_write_bytes, atomic_write_json
 
 #: the default backbone: the SD+DINO features of the paper
 DEFAULT_EXTRACTORS = "sd-dino"
+#: the small stand-in, named as such in figures
+STANDIN = "corr.contrib.mobilenet:mobilenetv2"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="fixed-point refinements per inversion step (0: plain DDIM, the paper's)",
     )
-    p.add_argument("--n-parts", type=int, default=4, help="co-segmentation parts (default: 4)")
+    p.add_argument(
+        "--n-parts", type=int, default=2, help="co-segmentation parts (default: %(default)s)"
+    )
     p.add_argument(
         "--min-confidence",
         type=float,
         help="target pixels matched less similarly (cosine) keep the target's pixel",
+    )
+    p.add_argument(
+        "--figure",
+        metavar="PATH",
+        help="also write a figure (PNG/JPG): source, target, initial and refined swap, with a "
+        "caption naming the features and the refinement's settings",
     )
     p.add_argument("--device", default="auto", help="auto (the default), cpu, cuda, cuda:1, mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -167,6 +177,25 @@ def run(args: argparse.Namespace) -> Path:
         "arguments": dict(vars(args)),
         "config": out.config,
     }
+    if args.figure:
+        from ..io import load_image
+        from ..viz import save_figure
+        from .figure import plot_swap
+
+        refined = (
+            f"refined with {args.sd_model}, {args.steps} DDIM steps, strength {args.strength}"
+            if out.refined is not None
+            else "no refinement (--no-refine)"
+        )
+        features = args.extractors
+        if features == STANDIN:
+            features += " (the small ImageNet stand-in, not SD+DINO)"
+        caption = (
+            f"corr.swap: features {features}; masks from {out.masks_from}; {refined}; "
+            f"seed {args.seed}"
+        )
+        fig = plot_swap(load_image(args.src), load_image(args.tgt), out, caption=caption)
+        record["figure"] = str(save_figure(fig, args.figure, dpi=110).resolve())
     path = folder / "swap.json"
     atomic_write_json(path, record)
     return path

@@ -85,12 +85,26 @@ def check_mask(mask: Any, width: int, height: int, name: str = "mask") -> np.nda
     return out
 
 
+def one_blob(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a bool ``(H, W)`` mask, its holes filled (the
+    regions of the rest that do not touch the image's edge). OpenCV's connected components."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.copy()
+    blob = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    n, labels = cv2.connectedComponents((~blob).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return blob | ((labels > 0) & ~np.isin(labels, edge))
+
+
 def cosegmentation_foreground(
     matcher: Matcher,
     src: ImageLike,
     tgt: ImageLike,
     category: str | None = None,
-    n_parts: int = 4,
+    n_parts: int = 2,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both instances' masks ``((H_s, W_s), (H_t, W_t))`` bool from the fused features.
@@ -99,9 +113,11 @@ def cosegmentation_foreground(
     seeded by ``seed`` on the pair's jointly fused descriptors); a part is **foreground** when
     it appears in both images and lies on their border band (the content cells within
     ``BORDER`` x grid side of the image content's edge) less often than a part spread evenly
-    would: a shared object away from the frame's edges, a background around it. A heuristic
-    (it fails when the instance fills the frame or touches its edges most): pass masks when it
-    does. Refused when no part qualifies.
+    would: a shared object away from the frame's edges, a background around it. Each image's
+    mask is then the largest connected region of its foreground pixels, holes filled
+    (:func:`one_blob`: one instance per photo). A heuristic (it fails when the instance fills
+    the frame or touches its edges most): pass masks when it does. Refused when no part
+    qualifies.
     """
     out = cosegment([src, tgt], n_parts, matcher=matcher, category=category, seed=seed)
     grids = out.grid_labels
@@ -123,4 +139,4 @@ def cosegmentation_foreground(
             "co-segmentation found no part shared by both images away from their edges: pass "
             "mask_src and mask_tgt (instance masks or boxes (x0, y0, x1, y1))"
         )
-    return np.isin(out.labels[0], keep), np.isin(out.labels[1], keep)
+    return one_blob(np.isin(out.labels[0], keep)), one_blob(np.isin(out.labels[1], keep))

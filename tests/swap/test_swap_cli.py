@@ -25,6 +25,7 @@ def test_cli_writes_the_initial_swap_and_its_config(tmp_path, real_mobilenet, ca
     argv = [str(src), str(tgt), "--out", str(out), "--no-refine", "--device", "cpu"]
     argv += ["--extractors", STANDIN, "--mask-src", "10,10,110,90"]
     argv += ["--mask-tgt", str(tmp_path / "mask_tgt.png"), "--no-progress"]
+    argv += ["--figure", str(tmp_path / "fig.png")]
     assert main(argv) == 0
     assert "corr.swap: written to" in capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
@@ -38,6 +39,9 @@ def test_cli_writes_the_initial_swap_and_its_config(tmp_path, real_mobilenet, ca
     assert record["files"]["initial"] == "initial.png" and "refined" not in record["files"]
     assert record["config"]["masks_from"] == "given" and record["config"]["refine"] is False
     assert record["arguments"]["extractors"] == STANDIN
+    assert record["figure"] == str(tmp_path / "fig.png")
+    with Image.open(tmp_path / "fig.png") as im:
+        assert im.width > 2 * im.height  # source, target and the swap side by side
     with Image.open(out / "mask.png") as im:
         assert (np.asarray(im) > 0).sum() == record["replaced_pixels"] > 0
 

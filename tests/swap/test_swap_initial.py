@@ -154,3 +154,27 @@ def test_corr_swap_is_callable_as_the_package_too(matcher):
     a = package(src, tgt, mask_src=box_s, mask_tgt=box_t, refine=False, matcher=matcher)
     b = corr.swap(src, tgt, mask_src=box_s, mask_tgt=box_t, refine=False, matcher=matcher)
     np.testing.assert_array_equal(a.initial, b.initial)
+
+
+def test_points_outside_the_mask_snap_to_its_nearest_pixel():
+    from corr.dense import snap_into_mask
+
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 10:20] = True
+    pts = np.array([[12.0, 7.0], [2.0, 7.0], [15.0, 18.6], [40.0, -3.0]])
+    out = snap_into_mask(pts, mask)
+    np.testing.assert_array_equal(out, [[12, 7], [10, 7], [15, 9], [19, 5]])
+    assert out.dtype == np.float64 and pts[1, 0] == 2.0  # a copy
+
+
+def test_one_blob_keeps_the_largest_region_with_its_holes_filled():
+    from corr.swap.masks import one_blob
+
+    mask = np.zeros((30, 30), bool)
+    mask[5:20, 5:20] = True
+    mask[10:12, 10:12] = False  # a hole
+    mask[25:28, 25:28] = True  # a speck
+    mask[0:3, 5:20] = True  # another, on the edge
+    want = np.zeros_like(mask)
+    want[5:20, 5:20] = True
+    np.testing.assert_array_equal(one_blob(mask), want)
