@@ -3,7 +3,9 @@
 Built on :class:`~corr.app.demo.DemoApp`; ``python -m corr.app`` serves it. Element ids that a
 browser test (and a user's own automation) can rely on: ``source-view`` (click here),
 ``target-view``, ``matches`` (JSON of the points, original pixels), ``status``, ``notice``,
-``flip``, ``clear``, ``backbone``, ``alpha``.
+``flip``, ``clear``, ``backbone``, ``alpha``; in the "Swap" tab (:mod:`corr.app.swap_tab`)
+``swap-note``, ``swap-category``, ``swap-refine``, ``swap-run``, ``swap-status``,
+``swap-initial``, ``swap-refined``.
 """
 
 # no `from __future__ import annotations`: gradio reads the `gr.SelectData` annotation of
@@ -12,6 +14,7 @@ import logging
 import os
 
 from .demo import DemoApp, PageState, bundled_examples
+from .swap_tab import SwapTab
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ def theme():
 def build_blocks(app: DemoApp):
     """The gradio ``Blocks`` of the page, wired to ``app``."""
     gr = _import_gradio()
+    swap_tab = SwapTab(app)
     examples = bundled_examples()
     first = examples[0] if examples else [None, None]
 
@@ -78,6 +82,12 @@ def build_blocks(app: DemoApp):
     def on_clear(state):
         state, status = app.clear(state)
         return outputs(state, status)
+
+    def on_swap(state, backbone, category, refine):
+        try:
+            return swap_tab.run(state, backbone, category, refine)
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            return None, None, f"**Cannot swap:** {err}"
 
     with gr.Blocks(title="corr: semantic correspondence", analytics_enabled=False) as blocks:
         gr.Markdown(ABOUT)
@@ -138,6 +148,39 @@ def build_blocks(app: DemoApp):
             interactive=False,
             elem_id="matches",
         )
+        # the Swap tab below the matching page, which keeps its layout (and its browser test)
+        with gr.Tabs():
+            with gr.Tab("Swap", elem_id="tab-swap"):
+                gr.Markdown(swap_tab.note(), elem_id="swap-note")
+                with gr.Row(equal_height=True):
+                    category = gr.Textbox(
+                        value="tiger",
+                        label="Category (the refinement's prompt: A high quality image of ...)",
+                        elem_id="swap-category",
+                    )
+                    refine = gr.Checkbox(
+                        value=swap_tab.problem is None,
+                        interactive=swap_tab.problem is None,
+                        label="Diffusion refinement (SD 1.5)",
+                        elem_id="swap-refine",
+                    )
+                    run_swap = gr.Button("Swap", elem_id="swap-run", scale=0)
+                swap_status = gr.Markdown("", elem_id="swap-status")
+                with gr.Row():
+                    swap_initial, swap_refined = (
+                        gr.Image(
+                            label=label,
+                            interactive=False,
+                            height=420,
+                            format="jpeg",
+                            buttons=[],
+                            elem_id=f"swap-{key}",
+                        )
+                        for key, label in (
+                            ("initial", "Initial swap (dense correspondence)"),
+                            ("refined", "Refined (DDIM inversion + feature injection)"),
+                        )
+                    )
         state = gr.State(PageState())
         out = [state, src_view, tgt_view, matches, status]
         settings = [src_in, tgt_in, backbone, alpha]
@@ -148,5 +191,10 @@ def build_blocks(app: DemoApp):
         src_view.select(on_click, [state], out)
         flip.click(on_flip, [state], out)
         clear.click(on_clear, [state], out)
+        run_swap.click(
+            on_swap,
+            [state, backbone, category, refine],
+            [swap_initial, swap_refined, swap_status],
+        )
     blocks.queue(default_concurrency_limit=1)  # one model: requests take turns
     return blocks
