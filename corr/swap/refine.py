@@ -172,12 +172,15 @@ class Refiner:
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(1, 3, h, w)`` pixels in ``[0, 1]`` -> the scaled VAE posterior mean, float32."""
         dist = self.vae.encode((pixels * 2 - 1).to(self.device, self.dtype)).latent_dist
-        return dist.mean.float() * self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0  # as the SD extractor
+        return (dist.mean.float() - shift) * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> ``(1, 3, h, w)`` pixels in ``[0, 1]``, float32."""
-        x = self.vae.decode((latent / self.vae.config.scaling_factor).to(self.dtype)).sample
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        z = latent / self.vae.config.scaling_factor + shift
+        x = self.vae.decode(z.to(self.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     def _eps(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
