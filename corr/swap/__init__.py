@@ -5,6 +5,8 @@
 - :mod:`corr.swap.masks`: checking given instance masks, finding them by co-segmentation;
 - :mod:`corr.swap.refine`: the diffusion refinement (DDIM inversion and sampling with
   feature injection), :class:`~corr.swap.refine.Refiner`;
+- :mod:`corr.swap.injection`: the forward hooks that record and inject decoder features;
+- :mod:`corr.swap.figure`: a figure of one swap;
 - :mod:`corr.swap.cli`: ``python -m corr.swap SRC TGT --category cat --out DIR``.
 
 ``corr.swap`` is both this package and the function: ``corr.swap(src, tgt, ...)`` calls
