@@ -59,8 +59,9 @@ class Refiner:
         models: what :func:`~corr.extractors.sd.build_sd_models` returns (with the VAE's
             decoder: ``vae_encoder_only=False``).
         text: condition on the prompt through the model folder's CLIP text encoder (loaded
-            on first use; ``transformers`` needed); ``False``: on zeros, as the SD
-            extractor's ``prompt=""`` (random test models have no text encoder).
+            on first use; ``transformers`` needed), or through ``tokenizer`` and
+            ``text_encoder`` when given (as the SD extractor takes them); ``False``: on zeros,
+            as the SD extractor's ``prompt=""`` (random test models have no text encoder).
         inject_layers: decoder layers whose outputs are injected (see the module's text).
         inject_fraction: the share of the sampling steps, from the first, that inject.
         strength: the share of the ``steps`` timesteps inverted and sampled (1: all the way
@@ -89,6 +90,8 @@ class Refiner:
         keep_background: bool = True,
         eta: float = 0.0,
         device: str | torch.device | None = None,
+        tokenizer: Any = None,
+        text_encoder: nn.Module | None = None,
     ) -> None:
         if isinstance(models.vae.decoder, nn.Identity):
             raise ValueError("the refinement decodes latents: build the VAE with its decoder")
@@ -123,6 +126,10 @@ class Refiner:
         )
         self.events: list[HookEvent] = []
         self._text: tuple[Any, nn.Module] | None = None
+        if (tokenizer is None) != (text_encoder is None):
+            raise ValueError("give both tokenizer and text_encoder, or neither")
+        if text_encoder is not None:
+            self._text = (tokenizer, text_encoder.to(self.device))
 
     @classmethod
     def from_weights(

@@ -103,17 +103,44 @@ def test_hooks_are_removed_after_an_error(models):
     assert _hooks(unet) == before
 
 
+class FakeTokenizer:
+    """Stands in for CLIP's tokenizer: one id from the text's length (as
+    tests/extractors/test_sd_extractor.py)."""
+
+    model_max_length = 77
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, text, **kw):
+        self.seen.append(text)
+        ids = torch.tensor([[len(text) % 50] + [0] * 76])
+        return type("Tokens", (), {"input_ids": ids})()
+
+
+class FakeEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 32)  # the tiny UNet's cross-attention width
+
+    def forward(self, ids):
+        return (self.emb(ids),)
+
+
 def test_swap_refines_in_the_target_frame_with_a_bar(models, capsys):
     rng = np.random.default_rng(1)
     src = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     tgt = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
     matcher = corr.Matcher(["sd-tiny"], pretrained=False, device="cpu",
                            extractor_options={"sd-tiny": {"input_size": 64}})  # fmt: skip
-    refiner = Refiner(models, text=False, size=64)
+    tokenizer, encoder = FakeTokenizer(), FakeEncoder()
+    refiner = Refiner(models, size=64, tokenizer=tokenizer, text_encoder=encoder)
     out = corr.swap(src, tgt, "cat", mask_src=(8, 8, 56, 56), mask_tgt=(16, 8, 64, 40),
                     matcher=matcher, refiner=refiner, steps=4, seed=3)  # fmt: skip
     assert out.refined.shape == tgt.shape and out.refined.dtype == np.uint8
     assert out.config["prompt"] == "A high quality image of cat"
+    assert tokenizer.seen == ["A high quality image of cat"]  # the paper's prompt conditions
+    assert out.config["refiner"]["conditioning"] == "prompt (CLIP text encoder)"
     assert out.config["steps"] == 4 and out.config["refiner"]["inject_layers"] == [4]
     assert "swap refinement (DDIM)" in capsys.readouterr().err  # the tqdm bar
 
