@@ -32,10 +32,16 @@ from .extractor_args import (
 )
 
 PROTOCOL_NAMES = tuple(_PROTOCOLS)
-DATASETS = ("spair", "pfpascal", "ap10k")
+DATASETS = ("spair", "spair-u", "pfpascal", "pfwillow", "ap10k")
 #: what Ctrl-C before the run started prints (exit 130, as mid-run)
 INTERRUPTED = "\ninterrupted (nothing of the run was lost): run the same command to resume"
-DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
+DEFAULT_ROOTS = {
+    "spair": "data/SPair-71k",
+    "spair-u": "data/SPair-U",
+    "pfpascal": "data/PF-Pascal",
+    "pfwillow": "data/PF-WILLOW",
+    "ap10k": "data/AP-10K",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

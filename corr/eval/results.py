@@ -21,6 +21,8 @@ T_REF = {
     "spair": "max(width, height) of the target's bounding box",
     "ap10k": "max(w, h) of the target's COCO box",
     "pfpascal": "max(width, height) of the target image",
+    "spair-u": "max(width, height) of the target's bounding box",
+    "pfwillow": "max(width, height) of the tight box around the target's keypoints",
 }
 
 
