@@ -139,3 +139,40 @@ def make_spair_u(dest: Path) -> list[dict]:
             out.write_text(json.dumps(pair))
             pairs.append(pair)
     return pairs
+
+
+#: TSS fixture: subset -> folder; image1 is 40 x 30 (W x H), image2 36 x 32 (so the pair's
+#: common grid pads each direction's target)
+TSS = {"FG3DCar": "car_001", "JODS": "bike_002", "PASCAL": "plane_003"}
+TSS_SIZES = {1: (40, 30), 2: (36, 32)}
+
+
+def write_flo(path: Path, flow: np.ndarray) -> None:
+    """A Middlebury .flo file: float32 202021.25, int32 width, int32 height, float32 (u, v)."""
+    h, w = flow.shape[:2]
+    with open(path, "wb") as f:
+        np.array([202021.25], "<f4").tofile(f)
+        np.array([w, h], "<i4").tofile(f)
+        flow.astype("<f4").tofile(f)
+
+
+def tss_truth(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ground-truth flow (on image ``n``'s grid, pointing into the other image) and mask
+    of a TSS fixture folder: a smooth field and an off-centre ellipse."""
+    w, h = TSS_SIZES[n]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    flow = np.stack([0.1 * x - 2 + n, 0.05 * y + 1], -1)
+    mask = ((x - w * 0.55) / (w * 0.35)) ** 2 + ((y - h * 0.5) / (h * 0.4)) ** 2 <= 1
+    return flow, mask
+
+
+def make_tss(dest: Path) -> None:
+    """A TSS folder at ``dest``: one folder per subset, each with both images, flows, masks."""
+    for k, (subset, folder) in enumerate(TSS.items()):
+        base = dest / subset / folder
+        base.mkdir(parents=True)
+        for n in (1, 2):
+            _picture(base / f"image{n}.png", TSS_SIZES[n], 200 + 2 * k + n)
+            flow, mask = tss_truth(n)
+            write_flo(base / f"flow{n}.flo", flow)
+            Image.fromarray((mask * 255).astype(np.uint8)).save(base / f"mask{n}.png")

@@ -446,7 +446,7 @@ def _check_ap10k(
 # ------------------------------------------------------------------------------------ public
 
 _CHECKS = {"spair": _check_spair, "pfpascal": _check_pfpascal, "ap10k": _check_ap10k}
-_MORE = ("spair-u", "pfwillow")  # in corr/datasets/check_more.py
+_MORE = ("spair-u", "pfwillow", "tss")  # in corr/datasets/check_more.py
 
 
 def check_dataset(
@@ -459,7 +459,7 @@ def check_dataset(
     progress: bool | None = None,
 ) -> CheckReport:
     """Check the folder ``root`` of ``dataset`` ("spair", "spair-u", "pfpascal", "pfwillow",
-    "ap10k" (built)).
+    "tss", "ap10k" (built)).
 
     ``splits``: the splits to check (default: those with a published count, for AP-10K those of
     the manifest). ``published``: split -> expected pair count replacing the recorded ones.

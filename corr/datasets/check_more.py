@@ -1,4 +1,4 @@
-"""``python -m corr.datasets check`` for SPair-U and PF-Willow (the report and its rules are
+"""``python -m corr.datasets check`` for SPair-U, PF-Willow and TSS (the report and its rules are
 :mod:`corr.datasets.check`'s): layout, annotations, images, names leaving the folder."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from .pfwillow import PFWILLOW_LAYOUT, load_pfwillow, locate_pfwillow
 from .records import DatasetLayoutError, PairRecord
 from .spair import SpairAnnotations, load_spair_pair
 from .spair_u import SPAIR_U, SPAIR_U_LAYOUT
+from .tss import TSS_LAYOUT, TSS_SUBSETS, load_tss, read_flo, read_mask
 
-__all__ = ["CHECKS", "check_spair_u", "check_pfwillow"]
+__all__ = ["CHECKS", "check_spair_u", "check_pfwillow", "check_tss"]
 
 
 def check_spair_u(
@@ -90,5 +91,55 @@ def check_pfwillow(
     check_record_images(records, report, quick, progress)
 
 
+def check_tss(
+    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
+) -> None:
+    """TSS: the three subset folders, every folder's six files, each flow and mask readable and
+    of its image's size, and (unless ``quick``) every image decoded."""
+    if not root.is_dir():
+        raise root_missing("tss", report.title, TSS_LAYOUT, root)
+    for split in splits:
+        pairs = []
+        for subset in TSS_SUBSETS:
+            try:
+                pairs += load_tss(root, split, subsets=(subset,))
+            except DatasetLayoutError as err:
+                report.layout_missing.append(err.missing)
+        report.pairs[split] = len(pairs)
+        for pair in progress_bar(pairs, f"flows {split}", progress):
+            try:
+                flow, mask = read_flo(pair.flow), read_mask(pair.mask)
+            except (OSError, ValueError) as err:
+                report.unreadable_annotations.append((pair.flow, str(err)))
+                continue
+            report.annotations_read += 1
+            w, h = pair.tgt_size
+            if flow.shape[:2] != (h, w) or mask.shape != (h, w):
+                why = f"{flow.shape[1]} x {flow.shape[0]} (mask {mask.shape[1]} x {mask.shape[0]})"
+                report.unreadable_annotations.append(
+                    (pair.flow, f"{why}, but {pair.tgt_image.name} is {w} x {h}")
+                )
+        seen: dict[Path, PairRecord] = {}
+        for pair in pairs:  # images as records, for the shared image check
+            seen.setdefault(pair.src_image, _image_record(pair))
+        check_record_images(list(seen.values()), report, quick, progress)
+
+
+def _image_record(pair) -> PairRecord:
+    import numpy as np
+
+    empty = np.zeros((0, 2))
+    return PairRecord(
+        dataset="tss", pair_id=pair.pair_id, category=pair.category, src_image=pair.src_image,
+        tgt_image=pair.tgt_image, src_kps=empty, tgt_kps=empty, src_vis=np.zeros(0, bool),
+        tgt_vis=np.zeros(0, bool), pck_size=pair.pck_size, src_size=pair.src_size,
+        tgt_size=pair.tgt_size, src_bbox=None, tgt_bbox=None,
+    )  # fmt: skip
+
+
 #: data set -> its check (called by :func:`corr.datasets.check.check_dataset`)
-CHECKS: dict[str, Callable[..., None]] = {"spair-u": check_spair_u, "pfwillow": check_pfwillow}
+CHECKS: dict[str, Callable[..., None]] = {
+    "spair-u": check_spair_u,
+    "pfwillow": check_pfwillow,
+    "tss": check_tss,
+}

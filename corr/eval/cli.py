@@ -11,6 +11,7 @@ Examples::
         --extractor corr.contrib.mobilenet:mobilenetv2 --geo-groups ../shared/data/minireal/geo_groups.json
     python -m corr.eval score runs/spair-test-1a2b3c4d     # re-score saved predictions
     python -m corr.eval compare RUN_A RUN_B      # complementarity (corr/eval/compare.py)
+    python -m corr.eval tss --root data/TSS_CVPR2016   # dense flow (corr/eval/tss.py)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .extractor_args import (
     HelpFormatter,
     add_extractor_arguments,
     default_extractors,
+    dtype_name,
     extractor_options,
     extractor_specs,
 )
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m corr.eval",
         description="Evaluate zero-shot semantic correspondence (PCK, both averages, geometry-aware "
         "subset). 'python -m corr.eval compare RUN_A RUN_B' compares two finished runs "
-        "(complementarity per keypoint; see its --help).",
+        "(complementarity per keypoint; see its --help); 'python -m corr.eval tss' scores dense "
+        "flow on TSS.",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -208,10 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dtype(args: argparse.Namespace) -> str | None:
-    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(args.dtype, args.dtype)
-
-
 def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -> list:
     """The run's pairs, after :func:`corr.preflight.preflight` checked the data, the extractors,
     every weight and optional package the run needs (one error naming all that is missing)."""
@@ -228,7 +227,7 @@ def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -
         options=extractor_options(args, specs),
         protocol=protocol,
         pretrained=not args.no_pretrained,
-        dtype=None if _dtype(args) == "auto" else _dtype(args),
+        dtype=None if dtype_name(args) == "auto" else dtype_name(args),
         data=data,
         adapter=args.adapter,
     )
@@ -253,6 +252,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] == ["tss"]:  # dense flow, not keypoints: corr/eval/tss.py
+        from .tss import main as tss_main
+
+        return tss_main(argv[1:])
     args = build_parser().parse_args(argv)
     from ..io import WriteError
     from ..preflight import PreflightError
@@ -359,7 +362,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 )
         from ..precision import resolve_on  # --dtype auto: the run's folder names the choice
 
-        dtype, autocast, chosen = resolve_on(args.device, _dtype(args), args.autocast)
+        dtype, autocast, chosen = resolve_on(args.device, dtype_name(args), args.autocast)
         matcher_kwargs = dict(
             protocol=protocol.name,
             **{k: v for k, v in knobs.items() if v is not None},

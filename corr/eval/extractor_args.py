@@ -13,6 +13,7 @@ __all__ = [
     "SD_OPTION_FLAGS",
     "add_extractor_arguments",
     "default_extractors",
+    "dtype_name",
     "extractor_options",
     "extractor_specs",
 ]
@@ -185,3 +186,8 @@ def default_extractors(args: argparse.Namespace, protocol) -> Sequence[str]:
         except (OSError, ValueError):  # not there: the preflight names it
             pass
     return protocol.extractors
+
+
+def dtype_name(args: argparse.Namespace) -> str | None:
+    """``--dtype`` in its short form (``fp32``, ``bf16``, ``fp16`` or ``auto``)."""
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(args.dtype, args.dtype)

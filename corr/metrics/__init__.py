@@ -1,5 +1,6 @@
 """Evaluation metrics: PCK with per-image / per-keypoint averages and the geometry-aware subset;
-the complementarity of two sets of predictions (per keypoint, per threshold)."""
+the complementarity of two sets of predictions (per keypoint, per threshold); dense-flow PCK,
+AEPE and smoothness (TSS, :mod:`corr.metrics.flow`)."""
 
 from __future__ import annotations
 
