@@ -62,12 +62,13 @@ def test_tss_end_to_end(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["results"] == res["results"]
 
 
+@pytest.mark.usefixtures("real_mobilenet")
 def test_tss_errors(tmp_path, capsys):
     assert main(["tss", "--root", str(tmp_path / "absent"), "--extractor", "tiny"]) == 2
     assert "download tss" in capsys.readouterr().err
     root = tmp_path / "TSS_CVPR2016"
     make_tss(root)
-    base = ["tss", "--root", str(root), "--extractor", "tiny", "--no-pretrained", "--no-progress"]
+    base = ["tss", "--root", str(root), "--extractor", MOBILENET, "--no-progress"]
     assert main([*base, "--limit", "0"]) == 2
     assert main([*base, "--out", str(tmp_path / "a"), "--limit", "2"]) == 0
     assert main([*base, "--out", str(tmp_path / "a"), "--limit", "4"]) == 2
