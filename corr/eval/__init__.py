@@ -1,8 +1,10 @@
-"""Benchmark evaluation: ``python -m corr.eval {spair,pfpascal,ap10k,score,compare}``.
+"""Benchmark evaluation: ``python -m corr.eval {spair,spair-u,pfpascal,pfwillow,ap10k,tss,score,
+compare}``.
 
 ``plan`` (what a run evaluates), ``runner`` (the stages, resumable), ``store`` (the stored
 predictions), ``lock`` (one run per folder), ``results`` (scores and their files), ``external``
-(other tools' predictions), ``compare`` (the complementarity of two finished runs), ``cli``
+(other tools' predictions), ``compare`` (the complementarity of two finished runs), ``tss``
+(dense flow on TSS), ``extractor_args`` (the extractor options of the command lines), ``cli``
 (the command line).
 
 The public names are imported on first use, so that ``python -m corr.eval`` reaches its own

@@ -1,4 +1,5 @@
-"""``python -m corr.eval {spair,pfpascal,ap10k} [options]`` and ``python -m corr.eval score DIR``.
+"""``python -m corr.eval {spair,spair-u,pfpascal,pfwillow,ap10k} [options]``, ``python -m corr.eval
+score DIR``; ``compare`` and ``tss`` are handed to their own modules.
 
 Examples::
 
@@ -7,6 +8,8 @@ Examples::
     python -m corr.eval spair --root data/SPair-71k --protocol sd-dino           # sd-dino parity
     python -m corr.eval spair --root data/SPair-71k --flip --matcher softargmax
     python -m corr.eval ap10k --root data/AP-10K --ap10k-subset cross-species
+    python -m corr.eval spair-u --root data/SPair-U        # SPair-71k test relabelled (Jamais Vu)
+    python -m corr.eval pfwillow --root data/PF-WILLOW
     python -m corr.eval spair --root ../shared/data/minireal/SPair-71k \\
         --extractor corr.contrib.mobilenet:mobilenetv2 --geo-groups ../shared/data/minireal/geo_groups.json
     python -m corr.eval score runs/spair-test-1a2b3c4d     # re-score saved predictions
