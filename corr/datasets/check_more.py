@@ -12,7 +12,7 @@ from .pfwillow import PFWILLOW_LAYOUT, load_pfwillow, locate_pfwillow
 from .records import DatasetLayoutError, PairRecord
 from .spair import SpairAnnotations, load_spair_pair
 from .spair_u import SPAIR_U, SPAIR_U_LAYOUT
-from .tss import TSS_LAYOUT, TSS_SUBSETS, load_tss, read_flo, read_mask
+from .tss import TSS_LAYOUT, TSS_SUBSETS, TssPair, load_tss, read_flo, read_mask
 
 __all__ = ["CHECKS", "check_spair_u", "check_pfwillow", "check_tss"]
 
@@ -125,7 +125,8 @@ def check_tss(
         check_record_images(list(seen.values()), report, quick, progress)
 
 
-def _image_record(pair) -> PairRecord:
+def _image_record(pair: TssPair) -> PairRecord:
+    """A keypoint-free record of a TSS pair's two images (for :func:`check_record_images`)."""
     import numpy as np
 
     empty = np.zeros((0, 2))

@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,10 +45,14 @@ from .extractor_args import (
     extractor_specs,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..distributed import DistContext
+    from ..matcher import Matcher
+
 DEFAULT_ROOT = "data/TSS_CVPR2016"
 
 
-def tss_flow(matcher, pair: TssPair) -> np.ndarray:
+def tss_flow(matcher: Matcher, pair: TssPair) -> np.ndarray:
     """``(H_t, W_t, 2)`` estimated flow on the target's grid: at target pixel ``(x, y)``, the
     matched source point minus ``(x, y)`` (original pixels)."""
     dense = matcher.pair(pair.tgt_image, pair.src_image, pair.category).dense(upsample=True)
@@ -68,7 +72,7 @@ def ground_truth(pair: TssPair) -> tuple[np.ndarray, np.ndarray]:
     return gt, mask
 
 
-def score_pair(matcher, pair: TssPair, alphas: Sequence[float] = FLOW_ALPHAS) -> dict:
+def score_pair(matcher: Matcher, pair: TssPair, alphas: Sequence[float] = FLOW_ALPHAS) -> dict:
     """One pair's figures (:func:`corr.metrics.flow.score_flow_pair`) with its identity."""
     gt, mask = ground_truth(pair)
     grid = (max(pair.src_size[1], pair.tgt_size[1]), max(pair.src_size[0], pair.tgt_size[0]))
@@ -102,10 +106,10 @@ def _append(path: Path, entry: dict) -> None:
 
 def run_tss(
     pairs: Sequence[TssPair],
-    matcher,
+    matcher: Matcher,
     out: str | Path,
     config: dict,
-    ctx=None,
+    ctx: DistContext | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
