@@ -25,7 +25,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .eval.cli import PROTOCOL_NAMES, HelpFormatter, add_extractor_arguments
+    from .eval.cli import PROTOCOL_NAMES
+    from .eval.extractor_args import HelpFormatter, add_extractor_arguments
 
     p = argparse.ArgumentParser(
         prog="python -m corr.extract",
@@ -101,7 +102,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         if args.batch_size < 1 or args.num_workers < 0:
             raise ValueError("--batch-size must be >= 1 and --num-workers >= 0")
-        from .eval.cli import default_extractors, extractor_options, extractor_specs
+        from .eval.extractor_args import default_extractors, extractor_options, extractor_specs
         from .preflight import preflight
         from .protocols import get_protocol
 

@@ -195,6 +195,8 @@ def default_tables(dataset: str) -> tuple[str | None, str | None]:
         return "spair_geo_groups", "spair_flip"
     if dataset == "ap10k":
         return "ap10k_geo_groups", "ap10k_flip"
-    if dataset == "pfpascal":
+    if dataset in ("pfpascal", "pfwillow", "spair-u"):  # no keypoint ids, or SPair-U's new ones
         return None, None
-    raise ValueError(f"unknown dataset {dataset!r}; use spair, ap10k or pfpascal")
+    raise ValueError(
+        f"unknown dataset {dataset!r}; use spair, spair-u, ap10k, pfpascal or pfwillow"
+    )

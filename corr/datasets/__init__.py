@@ -1,4 +1,5 @@
-"""Benchmark data-set loaders (SPair-71k, PF-Pascal, AP-10K) returning :class:`PairRecord` lists.
+"""Benchmark data-set loaders (SPair-71k, SPair-U, PF-Pascal, PF-Willow, AP-10K) returning
+:class:`PairRecord` lists.
 
 No model code is imported here: only numpy, PIL, json/csv and the standard library.
 """
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from .paths import DataPathError
 from .pfpascal import load_pfpascal
+from .pfwillow import load_pfwillow
 from .records import DatasetLayoutError, PairRecord, check_images
 from .spair import load_spair
+from .spair_u import load_spair_u
 
 __all__ = [
     "PairRecord",
@@ -18,13 +21,15 @@ __all__ = [
     "DataPathError",
     "load_spair",
     "load_pfpascal",
+    "load_pfwillow",
+    "load_spair_u",
     "load_ap10k",
     "load_pairs",
     "check_images",
     "DATASETS",
 ]
 
-DATASETS = ("spair", "pfpascal", "ap10k")
+DATASETS = ("spair", "spair-u", "pfpascal", "pfwillow", "ap10k")
 
 
 def load_ap10k(
@@ -38,12 +43,18 @@ def load_ap10k(
 
 
 def load_pairs(dataset: str, root: str | Path, split: str = "test", **kw) -> list[PairRecord]:
-    """Dispatch to the loader of ``dataset`` ("spair" | "pfpascal" | "ap10k").
+    """Dispatch to the loader of ``dataset`` (one of :data:`DATASETS`).
 
     Extra keywords go to the loader: ``layout`` for SPair-71k, ``subset`` for AP-10K. A
     DatasetLayoutError also names the command that downloads the data set.
     """
-    loaders = {"spair": load_spair, "pfpascal": load_pfpascal, "ap10k": load_ap10k}
+    loaders = {
+        "spair": load_spair,
+        "spair-u": load_spair_u,
+        "pfpascal": load_pfpascal,
+        "pfwillow": load_pfwillow,
+        "ap10k": load_ap10k,
+    }
     if dataset not in loaders:
         raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
     try:

@@ -3,6 +3,8 @@
 Examples::
 
     python -m corr.datasets download spair pfpascal ap10k --root data/
+    python -m corr.datasets download spair-u --root data/ --from data/.downloads/SPair-71k.tar.gz
+    python -m corr.datasets download pfwillow tss --root data/
     python -m corr.datasets download ap10k --root data/ --from ~/Downloads/ap-10k.zip
     python -m corr.datasets download spair --root data/ --from https://mirror.example/SPair-71k.tar.gz
     python -m corr.datasets check spair --root data/SPair-71k
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 
 from .records import DatasetLayoutError
 
-NAMES = ("spair", "pfpascal", "ap10k")
+NAMES = ("spair", "spair-u", "pfpascal", "pfwillow", "tss", "ap10k")
 
 
 def _sums(values: Sequence[str], first_file: dict[str, str]) -> dict[str, str]:
@@ -37,18 +39,19 @@ def _sums(values: Sequence[str], first_file: dict[str, str]) -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m corr.datasets",
-        description="Download, verify and prepare SPair-71k, PF-Pascal and AP-10K; check a copy.",
+        description="Download, verify and prepare SPair-71k, SPair-U, PF-Pascal, PF-Willow, TSS "
+        "and AP-10K; check a copy.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser(
         "download",
         help="fetch, verify (SHA-256) and unpack data sets into ROOT (AP-10K: also build it)",
         description="Fetch the published archives (resuming partial downloads), verify their "
-        "SHA-256, unpack them atomically into ROOT/SPair-71k, ROOT/PF-Pascal or ROOT/AP-10K "
-        "(AP-10K: the raw release into ROOT/ap-10k, then the benchmark builder). A complete "
+        "SHA-256, unpack them atomically into ROOT/SPair-71k, ROOT/SPair-U (SPair-71k with SPair-U's "
+        "annotations), ROOT/PF-Pascal, ROOT/PF-WILLOW, ROOT/TSS_CVPR2016 or ROOT/AP-10K (AP-10K: the raw release into ROOT/ap-10k, then the benchmark builder). A complete "
         "folder is left as it is.",
     )
-    d.add_argument("datasets", nargs="+", choices=NAMES, metavar="{spair,pfpascal,ap10k}")
+    d.add_argument("datasets", nargs="+", choices=NAMES, metavar="{" + ",".join(NAMES) + "}")
     d.add_argument("--root", default="data", help="parent folder (default: data)")
     d.add_argument(
         "--from",

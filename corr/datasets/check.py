@@ -38,7 +38,14 @@ from .records import (
     numbered_lines,
 )
 
-__all__ = ["check_dataset", "CheckReport"]
+__all__ = [
+    "check_dataset",
+    "check_record_images",
+    "CheckReport",
+    "progress_bar",
+    "root_missing",
+    "scan_json",
+]
 
 _SHOW = 10  # examples printed per kind of problem
 
@@ -210,7 +217,8 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _bar(items: Iterable, desc: str, progress: bool | None, total: int | None = None):
+def progress_bar(items: Iterable, desc: str, progress: bool | None, total: int | None = None):
+    """A tqdm bar over ``items`` (``progress`` None: only on a terminal)."""
     from tqdm import tqdm
 
     return tqdm(
@@ -222,12 +230,12 @@ def _bar(items: Iterable, desc: str, progress: bool | None, total: int | None = 
     )
 
 
-def _scan_json(folder: Path, report: CheckReport, progress: bool | None) -> None:
+def scan_json(folder: Path, report: CheckReport, progress: bool | None) -> None:
     """Parse every ``*.json`` under ``folder``; malformed ones go to the report."""
     if not folder.is_dir():
         return
     files = sorted(folder.rglob("*.json"))
-    for path in _bar(files, f"read {folder.name}", progress):
+    for path in progress_bar(files, f"read {folder.name}", progress):
         try:
             json.loads(path.read_text(encoding="utf-8"))
             report.annotations_read += 1
@@ -235,9 +243,11 @@ def _scan_json(folder: Path, report: CheckReport, progress: bool | None) -> None
             report.unreadable_annotations.append((path, f"{type(err).__name__}: {err}"))
 
 
-def _check_images(
+def check_record_images(
     records: Sequence[PairRecord], report: CheckReport, quick: bool, progress: bool | None
 ) -> None:
+    """Every image of ``records`` once: missing or undecodable ones (``quick``: header only)
+    go to the report with a pair that needs them."""
     paths: dict[Path, str] = {}
     for rec in records:
         for p in (rec.src_image, rec.tgt_image):
@@ -245,7 +255,7 @@ def _check_images(
     report.images_checked = len(paths)
     report.decoded = not quick
     if quick:
-        for path, pair in _bar(paths.items(), "images", progress, total=len(paths)):
+        for path, pair in progress_bar(paths.items(), "images", progress, total=len(paths)):
             if not path.is_file():
                 report.missing_images.append((path, f"needed by pair {pair}"))
             elif image_size(path) is None:
@@ -262,7 +272,8 @@ def _check_images(
             report.unreadable_images.append((path, why))
 
 
-def _root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetLayoutError:
+def root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetLayoutError:
+    """The error for a data set folder that does not exist, naming the download command."""
     from .download import download_hint
 
     return DatasetLayoutError(title, layout, root, hint=download_hint(dataset, root))
@@ -283,11 +294,11 @@ def _check_spair(
     )
 
     if not root.is_dir():
-        raise _root_missing("spair", report.title, SPAIR_LAYOUT, root)
+        raise root_missing("spair", report.title, SPAIR_LAYOUT, root)
     for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
         if not (root / sub).is_dir():
             report.layout_missing.append(root / sub)
-    _scan_json(root / "ImageAnnotation", report, progress)
+    scan_json(root / "ImageAnnotation", report, progress)
     bad_ann = {p for p, _ in report.unreadable_annotations}
     anns = SpairAnnotations()
     records: list[PairRecord] = []
@@ -311,7 +322,7 @@ def _check_spair(
             report.pairs[split] = 0
             continue
         report.pairs[split] = len(files)
-        for path in _bar(files, f"pairs {split}", progress):
+        for path in progress_bar(files, f"pairs {split}", progress):
             if not path.is_file():
                 report.missing_annotations.append((path, f"listed in {layout_file}"))
                 continue
@@ -331,7 +342,7 @@ def _check_spair(
                     report.missing_annotations.append((ann, f"needed by pair {rec.pair_id}"))
             records.append(rec)
     report.missing_annotations = list(dict.fromkeys(report.missing_annotations))
-    _check_images(records, report, quick, progress)
+    check_record_images(records, report, quick, progress)
 
 
 # ---------------------------------------------------------------------------------- PF-Pascal
@@ -343,7 +354,7 @@ def _check_pfpascal(
     from .pfpascal import PFPASCAL_LAYOUT, load_pfpascal, locate_pfpascal
 
     if not root.is_dir():
-        raise _root_missing("pfpascal", report.title, PFPASCAL_LAYOUT, root)
+        raise root_missing("pfpascal", report.title, PFPASCAL_LAYOUT, root)
     records: list[PairRecord] = []
     base = None
     for split in splits:
@@ -371,7 +382,7 @@ def _check_pfpascal(
     images = base / "PF-dataset-PASCAL" / "JPEGImages"
     if not images.is_dir():
         report.layout_missing.append(images)
-    _check_images(records, report, quick, progress)
+    check_record_images(records, report, quick, progress)
 
 
 # ------------------------------------------------------------------------------------ AP-10K
@@ -383,7 +394,7 @@ def _check_ap10k(
     from .ap10k import AP10K_LAYOUT, AP10K_SUBSETS, load_ap10k
 
     if not root.is_dir():
-        raise _root_missing("ap10k", report.title, AP10K_LAYOUT, root)
+        raise root_missing("ap10k", report.title, AP10K_LAYOUT, root)
     for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
         if not (root / sub).is_dir():
             report.layout_missing.append(root / sub)
@@ -400,8 +411,8 @@ def _check_ap10k(
             report.expected_from = f"{manifest_path} (the builder's counts)"
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             report.unreadable_annotations.append((manifest_path, str(err)))
-    _scan_json(root / "ImageAnnotation", report, progress)
-    _scan_json(root / "PairAnnotation", report, progress)
+    scan_json(root / "ImageAnnotation", report, progress)
+    scan_json(root / "PairAnnotation", report, progress)
     subset_of = {suffix: subset for subset, suffix in AP10K_SUBSETS.items()}
     wanted = (
         list(splits)
@@ -429,12 +440,13 @@ def _check_ap10k(
             report.outside.append((err.file, str(err)))
         except (ValueError, KeyError, TypeError, OSError) as err:
             report.unreadable_annotations.append((folder, f"{type(err).__name__}: {err}"))
-    _check_images(records, report, quick, progress)
+    check_record_images(records, report, quick, progress)
 
 
 # ------------------------------------------------------------------------------------ public
 
 _CHECKS = {"spair": _check_spair, "pfpascal": _check_pfpascal, "ap10k": _check_ap10k}
+_MORE = ("spair-u", "pfwillow", "tss")  # in corr/datasets/check_more.py
 
 
 def check_dataset(
@@ -446,7 +458,8 @@ def check_dataset(
     published: Mapping[str, int | None] | None = None,
     progress: bool | None = None,
 ) -> CheckReport:
-    """Check the folder ``root`` of ``dataset`` ("spair", "pfpascal", "ap10k" (built)).
+    """Check the folder ``root`` of ``dataset`` ("spair", "spair-u", "pfpascal", "pfwillow",
+    "tss", "ap10k" (built)).
 
     ``splits``: the splits to check (default: those with a published count, for AP-10K those of
     the manifest). ``published``: split -> expected pair count replacing the recorded ones.
@@ -454,8 +467,10 @@ def check_dataset(
     """
     from .download import sources
 
-    if dataset not in _CHECKS:
-        raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(_CHECKS)}")
+    if dataset not in (*_CHECKS, *_MORE):
+        raise ValueError(
+            f"unknown dataset {dataset!r}; use one of {', '.join(_CHECKS)}, spair-u, pfwillow"
+        )
     entry = sources()[dataset]
     report = CheckReport(dataset=dataset, title=entry["title"], root=Path(root))
     counts = dict(entry.get("published_pairs") or {}) if published is None else dict(published)
@@ -490,7 +505,12 @@ def check_dataset(
             "(or remove it), then check again"
         )
         return report
-    _CHECKS[dataset](Path(root), report, list(splits), quick, progress)
+    if dataset in _MORE:
+        from .check_more import CHECKS as more
+
+        more[dataset](Path(root), report, list(splits), quick, progress)
+    else:
+        _CHECKS[dataset](Path(root), report, list(splits), quick, progress)
     if published is not None and dataset == "ap10k":
         report.expected, report.expected_from = dict(published), "given by the caller"
     if splits:

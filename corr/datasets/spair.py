@@ -33,6 +33,7 @@ line and field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,8 @@ __all__ = [
     "listed_pair_path",
     "spair_split",
     "SpairAnnotations",
+    "SpairVariant",
+    "SPAIR",
     "SPAIR_SPLITS",
     "SPAIR_LAYOUT",
 ]
@@ -94,12 +97,29 @@ def listed_pair_path(root: Path, split: str, stem: str, layout_file: Path, line:
     return path if path.name.endswith(".json") else path.with_name(path.name + ".json")
 
 
-def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
+@dataclass(frozen=True)
+class SpairVariant:
+    """The folders a set of SPair-71k-format annotations lives in: SPair-71k itself, or
+    SPair-U's relabelled test pairs (``Extra*`` folders beside SPair-71k's own)."""
+
+    dataset: str = "spair"
+    title: str = "SPair-71k"
+    pairs: str = "PairAnnotation"
+    images: str = "ImageAnnotation"
+    layout: str = SPAIR_LAYOUT
+
+
+SPAIR = SpairVariant()
+
+
+def _pair_files(
+    root: Path, split: str, layout: str | None, variant: SpairVariant = SPAIR
+) -> list[Path]:
     """The pair JSON files of a split: from ``Layout/{layout}/{split}.txt`` when present."""
-    pair_dir = root / "PairAnnotation" / split
-    for p in (root, root / "PairAnnotation", pair_dir):
+    pair_dir = root / variant.pairs / split
+    for p in (root, root / variant.pairs, pair_dir):
         if not p.is_dir():
-            raise DatasetLayoutError("SPair-71k", SPAIR_LAYOUT, p)
+            raise DatasetLayoutError(variant.title, variant.layout, p)
     layout_file = root / "Layout" / layout / f"{split}.txt" if layout else None
     if layout_file is None or not layout_file.is_file():
         return sorted(pair_dir.glob("*.json"))
@@ -117,21 +137,22 @@ def _pair_files(root: Path, split: str, layout: str | None) -> list[Path]:
 class SpairAnnotations:
     """Cache of ImageAnnotation files (many pairs share an image), by their checked paths."""
 
-    def __init__(self) -> None:
+    def __init__(self, title: str = "SPair-71k") -> None:
+        self.title = title
         self._img: dict[Path, dict | None] = {}
         self._cat_k: dict[Path, int] = {}
 
     def image(self, path: Path) -> dict | None:
         """The ImageAnnotation at ``path`` (from :func:`~.paths.data_path`); None if absent."""
         if path not in self._img:
-            self._img[path] = read_json(path, "SPair-71k") if path.is_file() else None
+            self._img[path] = read_json(path, self.title) if path.is_file() else None
         return self._img[path]
 
     def category_k(self, folder: Path) -> int:
         """Key count of the first (sorted) ImageAnnotation in a category's ``folder``; 0 if none."""
         if folder not in self._cat_k:
             first = min(folder.glob("*.json"), default=None) if folder.is_dir() else None
-            self._cat_k[folder] = _num_kps(read_json(first, "SPair-71k")) if first else 0
+            self._cat_k[folder] = _num_kps(read_json(first, self.title)) if first else 0
         return self._cat_k[folder]
 
 
@@ -169,24 +190,27 @@ def _size(imsize, ann: dict | None) -> tuple[int, int]:
     return (0, 0)
 
 
-def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecord:
-    """One pair file of the SPair-71k folder ``root`` as a record (``anns``: the shared cache)."""
-    data = read_json(path, "SPair-71k")
+def load_spair_pair(
+    path: Path, root: Path, anns: SpairAnnotations, variant: SpairVariant = SPAIR
+) -> PairRecord:
+    """One pair file of the SPair-71k folder ``root`` as a record (``anns``: the shared cache;
+    ``variant``: which annotation folders, SPair-71k's or SPair-U's)."""
+    data = read_json(path, variant.title)
     try:
         cat, src_name, trg_name = data["category"], data["src_imname"], data["trg_imname"]
         ids = [int(i) for i in data.get("kps_ids") or []]
         pair_src = data.get("src_kps") or []
         pair_trg = data.get("trg_kps") or []
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"SPair-71k: bad pair file {path}: {err!r}") from err
+        raise ValueError(f"{variant.title}: bad pair file {path}: {err!r}") from err
     if not (len(ids) == len(pair_src) == len(pair_trg)):
         raise ValueError(
-            f"SPair-71k: {path}: kps_ids ({len(ids)}), src_kps ({len(pair_src)}) and "
+            f"{variant.title}: {path}: kps_ids ({len(ids)}), src_kps ({len(pair_src)}) and "
             f"trg_kps ({len(pair_trg)}) differ in length"
         )
     # every name that becomes a path is checked before any file is opened
-    cat_dir = data_path(root, cat, file=path, field="category", under="ImageAnnotation")
-    images = Path("JPEGImages", cat_dir.relative_to(root / "ImageAnnotation"))
+    cat_dir = data_path(root, cat, file=path, field="category", under=variant.images)
+    images = Path("JPEGImages", cat_dir.relative_to(root / variant.images))
     src_image = data_path(root, src_name, file=path, field="src_imname", under=images)
     trg_image = data_path(root, trg_name, file=path, field="trg_imname", under=images)
     src_ann = anns.image(cat_dir / f"{src_image.stem}.json")
@@ -221,10 +245,10 @@ def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecor
     src_bbox = _bbox(data.get("src_bndbox", src_ann.get("bndbox") if src_ann else None))
     trg_bbox = _bbox(data.get("trg_bndbox", trg_ann.get("bndbox") if trg_ann else None))
     if trg_bbox is None:
-        raise ValueError(f"SPair-71k: {path}: no target bndbox (needed for T_ref)")
+        raise ValueError(f"{variant.title}: {path}: no target bndbox (needed for T_ref)")
     pck_size = max(trg_bbox[2] - trg_bbox[0], trg_bbox[3] - trg_bbox[1])
     return PairRecord(
-        dataset="spair",
+        dataset=variant.dataset,
         pair_id=path.stem,
         category=cat,
         src_image=src_image,
@@ -244,18 +268,23 @@ def load_spair_pair(path: Path, root: Path, anns: SpairAnnotations) -> PairRecor
 
 
 def load_spair(
-    root: str | Path, split: str = "test", layout: str | None = "large"
+    root: str | Path,
+    split: str = "test",
+    layout: str | None = "large",
+    variant: SpairVariant = SPAIR,
 ) -> list[PairRecord]:
     """Load the SPair-71k pairs of ``split`` ("test", "val", "trn"; "train" = "trn").
 
     Uses ``Layout/{layout}/{split}.txt`` when it exists (pass ``layout=None`` to ignore it),
     otherwise every ``PairAnnotation/{split}/*.json``. Records are sorted by ``pair_id`` (the
     pair file stem, which starts with the zero-padded pair number). Raises DatasetLayoutError if
-    the layout is wrong, ValueError for a malformed file.
+    the layout is wrong, ValueError for a malformed file. ``variant``: the annotation folders
+    (:data:`SPAIR`; SPair-U's in :mod:`corr.datasets.spair_u`).
     """
     root = Path(root)
     split = spair_split(split)
-    anns = SpairAnnotations()
-    records = [load_spair_pair(p, root, anns) for p in _pair_files(root, split, layout)]
+    anns = SpairAnnotations(variant.title)
+    files = _pair_files(root, split, layout, variant)
+    records = [load_spair_pair(p, root, anns, variant) for p in files]
     records.sort(key=lambda r: r.pair_id)
     return records

@@ -1,4 +1,5 @@
-"""``python -m corr.eval {spair,pfpascal,ap10k} [options]`` and ``python -m corr.eval score DIR``.
+"""``python -m corr.eval {spair,spair-u,pfpascal,pfwillow,ap10k} [options]``, ``python -m corr.eval
+score DIR``; ``compare`` and ``tss`` are handed to their own modules.
 
 Examples::
 
@@ -7,9 +8,13 @@ Examples::
     python -m corr.eval spair --root data/SPair-71k --protocol sd-dino           # sd-dino parity
     python -m corr.eval spair --root data/SPair-71k --flip --matcher softargmax
     python -m corr.eval ap10k --root data/AP-10K --ap10k-subset cross-species
+    python -m corr.eval spair-u --root data/SPair-U        # SPair-71k test relabelled (Jamais Vu)
+    python -m corr.eval pfwillow --root data/PF-WILLOW
     python -m corr.eval spair --root ../shared/data/minireal/SPair-71k \\
         --extractor corr.contrib.mobilenet:mobilenetv2 --geo-groups ../shared/data/minireal/geo_groups.json
     python -m corr.eval score runs/spair-test-1a2b3c4d     # re-score saved predictions
+    python -m corr.eval compare RUN_A RUN_B      # complementarity (corr/eval/compare.py)
+    python -m corr.eval tss --root data/TSS_CVPR2016   # dense flow (corr/eval/tss.py)
 """
 
 from __future__ import annotations
@@ -22,43 +27,35 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..protocols import PROTOCOLS as _PROTOCOLS
+from .extractor_args import (
+    HelpFormatter,
+    add_extractor_arguments,
+    default_extractors,
+    dtype_name,
+    extractor_options,
+    extractor_specs,
+)
 
 PROTOCOL_NAMES = tuple(_PROTOCOLS)
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Shows a default once: only when it is set and the help text does not already give it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-DATASETS = ("spair", "pfpascal", "ap10k")
+DATASETS = ("spair", "spair-u", "pfpascal", "pfwillow", "ap10k")
 #: what Ctrl-C before the run started prints (exit 130, as mid-run)
 INTERRUPTED = "\ninterrupted (nothing of the run was lost): run the same command to resume"
-DEFAULT_ROOTS = {"spair": "data/SPair-71k", "pfpascal": "data/PF-Pascal", "ap10k": "data/AP-10K"}
-SD_OPTION_FLAGS = {
-    "timestep": "timestep",
-    "ensemble": "ensemble",
-    "prompt": "prompt",
-    "sd_size": "input_size",
-    "tiled": "tiled",
-    "freeu": "freeu",
-    "sd_layers": "layers",
-    "seed": "seed",
+DEFAULT_ROOTS = {
+    "spair": "data/SPair-71k",
+    "spair-u": "data/SPair-U",
+    "pfpascal": "data/PF-Pascal",
+    "pfwillow": "data/PF-WILLOW",
+    "ap10k": "data/AP-10K",
 }
-DINO_OPTION_FLAGS = {"dino_size": "input_size"}
-#: the SD models --sd-model names directly (anything else is a folder or hub id for "sd")
-SD_NAMES = ("sd15", "sd21", "sd15-cleandift", "sd21-cleandift")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m corr.eval",
-        description="Evaluate zero-shot semantic correspondence (PCK, both averages, geometry-aware subset).",
+        description="Evaluate zero-shot semantic correspondence (PCK, both averages, geometry-aware "
+        "subset). 'python -m corr.eval compare RUN_A RUN_B' compares two finished runs "
+        "(complementarity per keypoint; see its --help); 'python -m corr.eval tss' scores dense "
+        "flow on TSS.",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -217,154 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
-    """The extractor options shared by ``corr.eval`` and ``corr.extract``."""
-    e = p.add_argument_group("extractors")
-    e.add_argument(
-        "--extractor",
-        action="append",
-        metavar="NAME",
-        help="registered name, preset (sd-dino, sd, dino, tiny) or 'module:factory'; repeat to fuse several "
-        "(replaces --sd-model/--dino)",
-    )
-    e.add_argument(
-        "--sd-model",
-        "--sd",
-        help="sd15, sd21, sd15-cleandift, sd21-cleandift, or a diffusers folder / hub id "
-        "(default: the protocol's; sd15 for corr)",
-    )
-    e.add_argument(
-        "--sd-repo",
-        help="hub id or diffusers folder tried first for the SD model's weights (sets "
-        "CORR_<NAME>_REPO, e.g. CORR_SD21_REPO; default: the official id, then verified mirrors)",
-    )
-    e.add_argument(
-        "--dino",
-        choices=("vits14", "vitb14", "vitl14", "vitg14"),
-        help="DINOv2 size (default vitb14)",
-    )
-    e.add_argument("--registers", action="store_true", help="DINOv2 with registers")
-    e.add_argument("--timestep", type=int, help="SD timestep t (default 100)")
-    e.add_argument("--ensemble", type=int, help="SD noise draws averaged (default 1)")
-    e.add_argument(
-        "--prompt", help="SD text prompt; may contain {category} (default: empty prompt)"
-    )
-    e.add_argument(
-        "--sd-layers",
-        type=lambda s: tuple(int(x) for x in s.split(",")),
-        help="SD decoder layers, e.g. 2,5,8",
-    )
-    e.add_argument("--sd-size", type=int, help="SD input side (default 960)")
-    e.add_argument("--dino-size", type=int, help="DINOv2 input side (default 840)")
-    e.add_argument(
-        "--tiled", action="store_true", default=None, help="parity: 4 tiled 512 px SD passes"
-    )
-    e.add_argument(
-        "--freeu",
-        nargs="?",
-        const="diffusers",
-        choices=("off", "diffusers", "geoaware"),
-        help="FreeU rule: diffusers' block-index rule (bare --freeu), or GeoAware-SC's "
-        "channel-count rule (the geoaware protocol's); off to disable",
-    )
-    e.add_argument("--seed", type=int, help="SD noise seed (default 42)")
-    e.add_argument(
-        "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16"),
-        default="auto",
-        help="compute dtype of the networks (features are stored in fp16 either way); auto: "
-        "bf16 autocast where a one-off probe finds it faster (or CUDA has it), else fp32",
-    )
-    e.add_argument(
-        "--autocast",
-        choices=("bf16", "fp16", "bfloat16", "float16"),
-        help="mixed precision: run the networks under torch.autocast in this dtype (weights "
-        "keep --dtype); features are cached under their own key",
-    )
-    e.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:1, mps",
-    )
-    e.add_argument(
-        "--attention",
-        choices=("sdpa", "xformers"),
-        help="SD attention kernels: PyTorch SDPA (default), or xformers (used on CUDA; the "
-        'package must be installed: pip install "semcorr[xformers]")',
-    )
-    e.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the extractors (a first call per input size compiles; measure first)",
-    )
-    e.add_argument(
-        "--no-pretrained",
-        action="store_true",
-        help="random weights (tests and speed checks only: the scores are meaningless)",
-    )
-
-
-def extractor_specs(args: argparse.Namespace, protocol_extractors: Sequence[str] = ()) -> list[str]:
-    """The extractors of a run: ``--extractor``, else ``--sd-model``/``--dino``, else the protocol's."""
-    from ..matcher import PRESETS
-
-    if args.extractor:
-        specs: list[str] = []
-        for name in args.extractor:
-            specs.extend(PRESETS.get(name, (name,)))
-        return specs
-    if args.sd_model is None and args.dino is None and not args.registers and protocol_extractors:
-        return list(protocol_extractors)
-    sd_model = args.sd_model or "sd15"
-    sd = sd_model if sd_model in SD_NAMES else "sd"
-    dino = f"dinov2_{args.dino or 'vitb14'}" + ("_reg" if args.registers else "")
-    return [sd, dino]
-
-
-def extractor_options(args: argparse.Namespace, specs: Sequence[str]) -> dict[str, dict]:
-    sd_opts = {
-        key: getattr(args, flag)
-        for flag, key in SD_OPTION_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-    dino_opts = {
-        key: getattr(args, flag)
-        for flag, key in DINO_OPTION_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-    if getattr(args, "attention", None):
-        sd_opts["xformers"] = args.attention == "xformers"
-    options: dict[str, dict] = {}
-    for spec in specs:
-        if spec.startswith("sd"):
-            options[spec] = dict(sd_opts)
-            if spec == "sd":
-                options[spec]["model"] = args.sd_model
-            if getattr(args, "sd_repo", None) and spec in SD_NAMES:
-                from ..weights import KNOWN_WEIGHTS, set_repo_override
-
-                set_repo_override(KNOWN_WEIGHTS[spec].base or spec, args.sd_repo)
-        elif spec.startswith(("dinov2", "dinov3")):
-            options[spec] = dict(dino_opts)
-    return options
-
-
-def _dtype(args: argparse.Namespace) -> str | None:
-    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(args.dtype, args.dtype)
-
-
-def default_extractors(args: argparse.Namespace, protocol) -> Sequence[str]:
-    """The protocol's extractors, or with ``--adapter`` those it was trained on."""
-    if args.adapter:
-        from ..adapters import trained_features
-
-        try:
-            return trained_features(args.adapter)["extractors"]
-        except (OSError, ValueError):  # not there: the preflight names it
-            pass
-    return protocol.extractors
-
-
 def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -> list:
     """The run's pairs, after :func:`corr.preflight.preflight` checked the data, the extractors,
     every weight and optional package the run needs (one error naming all that is missing)."""
@@ -381,7 +230,7 @@ def _preflight(opts, args: argparse.Namespace, protocol, specs: Sequence[str]) -
         options=extractor_options(args, specs),
         protocol=protocol,
         pretrained=not args.no_pretrained,
-        dtype=None if _dtype(args) == "auto" else _dtype(args),
+        dtype=None if dtype_name(args) == "auto" else dtype_name(args),
         data=data,
         adapter=args.adapter,
     )
@@ -401,6 +250,15 @@ def _main(argv: Sequence[str] | None) -> int:
     from ..logs import setup_cli_logging
 
     setup_cli_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:  # two run folders: its own parser (corr/eval/compare.py)
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
+    if argv[:1] == ["tss"]:  # dense flow, not keypoints: corr/eval/tss.py
+        from .tss import main as tss_main
+
+        return tss_main(argv[1:])
     args = build_parser().parse_args(argv)
     from ..io import WriteError
     from ..preflight import PreflightError
@@ -507,7 +365,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 )
         from ..precision import resolve_on  # --dtype auto: the run's folder names the choice
 
-        dtype, autocast, chosen = resolve_on(args.device, _dtype(args), args.autocast)
+        dtype, autocast, chosen = resolve_on(args.device, dtype_name(args), args.autocast)
         matcher_kwargs = dict(
             protocol=protocol.name,
             **{k: v for k, v in knobs.items() if v is not None},

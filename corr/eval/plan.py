@@ -52,6 +52,10 @@ def load_records(opts: EvalOptions) -> list[PairRecord]:
     return records
 
 
+#: data sets whose keypoints are a pair's points by position (no ids): no geo or flip tables
+POSITIONAL = {"pfpascal": "PF-Pascal", "pfwillow": "PF-Willow"}
+
+
 @dataclass
 class Tables:
     """The keypoint tables of a run: geo groups (None when not computable) and flip lists."""
@@ -65,12 +69,13 @@ class Tables:
 
 def tables_for(opts: EvalOptions, table_categories: Sequence[str]) -> Tables:
     """Geo-group and flip tables for the run; a note says why the geo subset is unavailable."""
-    if opts.dataset == "pfpascal" and opts.geo_groups:
+    if opts.dataset in POSITIONAL and opts.geo_groups:
+        title = POSITIONAL[opts.dataset]
         raise ValueError(
-            f"--geo-groups {opts.geo_groups}: PF-Pascal has no geometry-aware subset. Its CSV "
+            f"--geo-groups {opts.geo_groups}: {title} has no geometry-aware subset. Its CSV "
             "lists each pair's keypoints by position, not by a keypoint id, so a twin group "
-            "(ids) cannot be matched to its points; drop --geo-groups for pfpascal (SPair-71k "
-            "and AP-10K have one)"
+            f"(ids) cannot be matched to its points; drop --geo-groups for {opts.dataset} "
+            "(SPair-71k and AP-10K have one)"
         )
     geo_default, flip_default = default_tables(opts.dataset)
     geo_src = opts.geo_groups or geo_default
@@ -86,12 +91,18 @@ def tables_for(opts: EvalOptions, table_categories: Sequence[str]) -> Tables:
             geo, geo_src = None, None
     flip = flip_src = None
     if opts.flip:
-        if opts.dataset == "pfpascal":
+        if opts.dataset in POSITIONAL:
             raise ValueError(
-                "--flip is for SPair-71k and AP-10K: PF-Pascal keypoints have no fixed semantic "
-                "ids, so there is no left/right flip list for them"
+                f"--flip is for SPair-71k and AP-10K: {POSITIONAL[opts.dataset]} keypoints have "
+                "no fixed semantic ids, so there is no left/right flip list for them"
             )
         flip_src = opts.flip_table or flip_default
+        if flip_src is None:
+            raise ValueError(
+                f"--flip: no flip table is bundled for {opts.dataset} (SPair-71k's describes its "
+                "own keypoint ids, not SPair-U's new points); pass --flip-table FILE listing "
+                "the left/right twins of each category's points"
+            )
         flip = load_groups(flip_src)
         missing = sorted(set(table_categories) - set(flip))
         if missing:

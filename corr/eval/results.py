@@ -21,6 +21,8 @@ T_REF = {
     "spair": "max(width, height) of the target's bounding box",
     "ap10k": "max(w, h) of the target's COCO box",
     "pfpascal": "max(width, height) of the target image",
+    "spair-u": "max(width, height) of the target's bounding box",
+    "pfwillow": "max(width, height) of the tight box around the target's keypoints",
 }
 
 
@@ -165,15 +167,10 @@ def print_results(results: dict, out: Path, log: Callable[[str], None] = print) 
     log(f"results: {out / 'results.json'} and {out / 'results.csv'}")
 
 
-def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Re-score a finished run folder from its predictions (no features needed)."""
-    out = Path(out)
-    cfg_path = out / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{out} is not an evaluation folder: {cfg_path} is missing")
-    config = json.loads(cfg_path.read_text())
+def options_from_config(config: dict) -> EvalOptions:
+    """The :class:`EvalOptions` a run folder's ``config.json`` (its ``"run"`` part) records."""
     run = config["run"]
-    opts = EvalOptions(
+    return EvalOptions(
         dataset=run["dataset"],
         root=run["root"],
         split=run["split"],
@@ -185,6 +182,16 @@ def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
         pck=run.get("pck", "<"),
         limit=run.get("limit"),
     )
+
+
+def evaluate_run(out: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Re-score a finished run folder from its predictions (no features needed)."""
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{out} is not an evaluation folder: {cfg_path} is missing")
+    config = json.loads(cfg_path.read_text())
+    opts = options_from_config(config)
     with RunLock(out, log):  # not while an evaluation is writing into the folder
         return _rescore(out, opts, config, log)
 

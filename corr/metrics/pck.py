@@ -60,12 +60,16 @@ ALPHAS: dict[str, tuple[float, ...]] = {
     "spair": (0.10, 0.05, 0.01),
     "ap10k": (0.10, 0.05, 0.01),
     "pfpascal": (0.05, 0.10, 0.15),
+    "spair-u": (0.10, 0.05, 0.01),
+    "pfwillow": (0.05, 0.10, 0.15),
 }
 
 T_REF: dict[str, str] = {
     "spair": "max(width, height) of the target bounding box",
     "ap10k": "max(w, h) of the target COCO box",
     "pfpascal": "max(W, H) of the target image",
+    "spair-u": "max(width, height) of the target bounding box",
+    "pfwillow": "max(w, h) of the tight box around the target keypoints",
 }
 
 

@@ -39,7 +39,7 @@ VALUE_FLAGS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..eval.cli import add_extractor_arguments
+    from ..eval.extractor_args import add_extractor_arguments
 
     p = argparse.ArgumentParser(
         prog="python -m corr.train",
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_cli_logging()
     args = build_parser().parse_args(argv)
-    from ..eval.cli import extractor_options, extractor_specs
+    from ..eval.extractor_args import extractor_options, extractor_specs
     from ..eval.lock import RunLockedError
     from ..io import WriteError
     from ..matcher import Matcher

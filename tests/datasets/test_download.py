@@ -227,7 +227,7 @@ def leftovers(root: Path) -> list[str]:
 
 def test_sources_table_is_recorded_with_provenance() -> None:
     table = sources()
-    assert set(table) == {"spair", "pfpascal", "ap10k"}
+    assert set(table) == {"spair", "spair-u", "pfpascal", "pfwillow", "tss", "ap10k"}
     for name, entry in table.items():
         assert entry["files"], name
         for f in entry["files"]:
