@@ -117,7 +117,9 @@ def swap(
     try:
         warp = pair.warp(src_mask=m_src, min_confidence=min_confidence)
     except ValueError as err:
-        raise ValueError(f"mask_src: {err}") from None
+        if str(err).startswith("the mask"):  # dense.target_cells' refusals of the mask itself
+            raise ValueError(f"mask_src: {err}") from None
+        raise
     replaced = m_tgt & np.asarray(warp.valid, dtype=bool)
     initial = tgt_px.copy()
     initial[replaced] = np.asarray(warp.warped)[replaced]

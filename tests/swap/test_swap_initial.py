@@ -178,3 +178,12 @@ def test_one_blob_keeps_the_largest_region_with_its_holes_filled():
     want = np.zeros_like(mask)
     want[5:20, 5:20] = True
     np.testing.assert_array_equal(one_blob(mask), want)
+
+
+def test_an_error_that_is_not_the_masks_is_not_blamed_on_mask_src():
+    src, tgt, box_s, box_t = _pair()
+    pixel = corr.Matcher([GreenCells()], method="pixel", device="cpu")
+    with pytest.raises(ValueError) as info:
+        corr.swap(src, tgt, mask_src=box_s, mask_tgt=box_t, refine=False, matcher=pixel)
+    assert "method 'nn' or 'softargmax'" in str(info.value)
+    assert not str(info.value).startswith("mask_src")
