@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,12 +35,13 @@ from .records import (
     PairRecord,
     check_images,
     image_size,
-    numbered_lines,
 )
 
 __all__ = [
+    "CHECKED",
     "check_dataset",
     "check_record_images",
+    "load_split",
     "CheckReport",
     "progress_bar",
     "root_missing",
@@ -272,6 +273,31 @@ def check_record_images(
             report.unreadable_images.append((path, why))
 
 
+def load_split(
+    report: CheckReport,
+    load: Callable[[Path, str], list[PairRecord]],
+    root: Path,
+    split: str,
+    source: Path,
+) -> list[PairRecord]:
+    """The records ``load(root, split)`` reads from the list file ``source``, the outcome
+    counted in ``report`` (a name leaving the folder, or an unreadable list, gives none)."""
+    try:
+        recs = load(root, split)
+    except DataPathError as err:
+        report.outside.append((err.file, str(err)))
+        recs = None
+    except (ValueError, OSError) as err:
+        report.unreadable_annotations.append((source, str(err)))
+        recs = None
+    if recs is None:
+        report.pairs[split] = 0
+        return []
+    report.annotations_read += 1
+    report.pairs[split] = len(recs)
+    return recs
+
+
 def root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetLayoutError:
     """The error for a data set folder that does not exist, naming the download command."""
     from .download import download_hint
@@ -279,174 +305,10 @@ def root_missing(dataset: str, title: str, layout: str, root: Path) -> DatasetLa
     return DatasetLayoutError(title, layout, root, hint=download_hint(dataset, root))
 
 
-# ------------------------------------------------------------------------------------- SPair
-
-
-def _check_spair(
-    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
-) -> None:
-    from .spair import (
-        SPAIR_LAYOUT,
-        SpairAnnotations,
-        listed_pair_path,
-        load_spair_pair,
-        spair_split,
-    )
-
-    if not root.is_dir():
-        raise root_missing("spair", report.title, SPAIR_LAYOUT, root)
-    for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
-        if not (root / sub).is_dir():
-            report.layout_missing.append(root / sub)
-    scan_json(root / "ImageAnnotation", report, progress)
-    bad_ann = {p for p, _ in report.unreadable_annotations}
-    anns = SpairAnnotations()
-    records: list[PairRecord] = []
-    for split in splits:
-        split = spair_split(split)
-        pair_dir = root / "PairAnnotation" / split
-        layout_file = root / "Layout" / "large" / f"{split}.txt"
-        if layout_file.is_file():
-            files = []
-            for line, stem in numbered_lines(layout_file):
-                try:
-                    files.append(listed_pair_path(root, split, stem, layout_file, line))
-                except DataPathError as err:
-                    report.outside.append((err.file, str(err)))
-            files = list(dict.fromkeys(files))
-        elif pair_dir.is_dir():
-            report.layout_missing.append(layout_file)
-            files = sorted(pair_dir.glob("*.json"))
-        else:
-            report.absent_splits[split] = pair_dir
-            report.pairs[split] = 0
-            continue
-        report.pairs[split] = len(files)
-        for path in progress_bar(files, f"pairs {split}", progress):
-            if not path.is_file():
-                report.missing_annotations.append((path, f"listed in {layout_file}"))
-                continue
-            try:
-                rec = load_spair_pair(path, root, anns)
-            except DataPathError as err:
-                report.outside.append((err.file, str(err)))
-                continue
-            except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
-                report.unreadable_annotations.append((path, str(err)))
-                continue
-            report.annotations_read += 1
-            for side in rec.flags.get("missing_annotation", []):
-                name = rec.src_image if side == "src" else rec.tgt_image
-                ann = root / "ImageAnnotation" / rec.category / f"{Path(name).stem}.json"
-                if ann not in bad_ann:
-                    report.missing_annotations.append((ann, f"needed by pair {rec.pair_id}"))
-            records.append(rec)
-    report.missing_annotations = list(dict.fromkeys(report.missing_annotations))
-    check_record_images(records, report, quick, progress)
-
-
-# ---------------------------------------------------------------------------------- PF-Pascal
-
-
-def _check_pfpascal(
-    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
-) -> None:
-    from .pfpascal import PFPASCAL_LAYOUT, load_pfpascal, locate_pfpascal
-
-    if not root.is_dir():
-        raise root_missing("pfpascal", report.title, PFPASCAL_LAYOUT, root)
-    records: list[PairRecord] = []
-    base = None
-    for split in splits:
-        try:
-            csv_path, base = locate_pfpascal(root, split)
-        except DatasetLayoutError as err:
-            report.absent_splits[split] = err.missing
-            report.pairs[split] = 0
-            continue
-        try:
-            recs = load_pfpascal(root, split)
-        except DataPathError as err:
-            report.outside.append((err.file, str(err)))
-            report.pairs[split] = 0
-            continue
-        except (ValueError, OSError) as err:
-            report.unreadable_annotations.append((csv_path, str(err)))
-            report.pairs[split] = 0
-            continue
-        report.annotations_read += 1
-        report.pairs[split] = len(recs)
-        records += recs
-    if base is None:
-        base = root.parent if root.name == "PF-dataset-PASCAL" else root
-    images = base / "PF-dataset-PASCAL" / "JPEGImages"
-    if not images.is_dir():
-        report.layout_missing.append(images)
-    check_record_images(records, report, quick, progress)
-
-
-# ------------------------------------------------------------------------------------ AP-10K
-
-
-def _check_ap10k(
-    root: Path, report: CheckReport, splits: Sequence[str], quick: bool, progress: bool | None
-) -> None:
-    from .ap10k import AP10K_LAYOUT, AP10K_SUBSETS, load_ap10k
-
-    if not root.is_dir():
-        raise root_missing("ap10k", report.title, AP10K_LAYOUT, root)
-    for sub in ("JPEGImages", "ImageAnnotation", "PairAnnotation"):
-        if not (root / sub).is_dir():
-            report.layout_missing.append(root / sub)
-    manifest_path = root / "manifest.json"
-    manifest_pairs: dict[str, int] = {}
-    if not manifest_path.is_file():
-        report.layout_missing.append(manifest_path)
-    else:
-        try:
-            manifest_pairs = {
-                k: int(v) for k, v in json.loads(manifest_path.read_text())["pairs"].items()
-            }
-            report.expected = {k: manifest_pairs[k] for k in sorted(manifest_pairs)}
-            report.expected_from = f"{manifest_path} (the builder's counts)"
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            report.unreadable_annotations.append((manifest_path, str(err)))
-    scan_json(root / "ImageAnnotation", report, progress)
-    scan_json(root / "PairAnnotation", report, progress)
-    subset_of = {suffix: subset for subset, suffix in AP10K_SUBSETS.items()}
-    wanted = (
-        list(splits)
-        or sorted(manifest_pairs)
-        or sorted(p.name for p in (root / "PairAnnotation").glob("*") if p.is_dir())
-    )
-    if splits:
-        report.expected = {k: v for k, v in report.expected.items() if k in wanted}
-    records: list[PairRecord] = []
-    for split_dir in wanted:
-        split, _, rest = split_dir.partition("_")
-        subset = subset_of.get("_" + rest if rest else "")
-        folder = root / "PairAnnotation" / split_dir
-        if subset is None or split not in ("test", "val"):
-            report.unreadable_annotations.append((folder, "not an AP-10K split folder"))
-            continue
-        if not folder.is_dir():
-            report.absent_splits[split_dir] = folder
-            report.pairs[split_dir] = 0
-            continue
-        report.pairs[split_dir] = len(list(folder.glob("*.json")))
-        try:
-            records += load_ap10k(root, subset=subset, split=split)
-        except DataPathError as err:
-            report.outside.append((err.file, str(err)))
-        except (ValueError, KeyError, TypeError, OSError) as err:
-            report.unreadable_annotations.append((folder, f"{type(err).__name__}: {err}"))
-    check_record_images(records, report, quick, progress)
-
-
 # ------------------------------------------------------------------------------------ public
 
-_CHECKS = {"spair": _check_spair, "pfpascal": _check_pfpascal, "ap10k": _check_ap10k}
-_MORE = ("spair-u", "pfwillow", "tss")  # in corr/datasets/check_more.py
+#: the data sets with a check (each in :mod:`corr.datasets.dataset_checks`)
+CHECKED = ("spair", "spair-u", "pfpascal", "pfwillow", "tss", "ap10k")
 
 
 def check_dataset(
@@ -467,10 +329,8 @@ def check_dataset(
     """
     from .download import sources
 
-    if dataset not in (*_CHECKS, *_MORE):
-        raise ValueError(
-            f"unknown dataset {dataset!r}; use one of {', '.join(_CHECKS)}, spair-u, pfwillow"
-        )
+    if dataset not in CHECKED:
+        raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(CHECKED)}")
     entry = sources()[dataset]
     report = CheckReport(dataset=dataset, title=entry["title"], root=Path(root))
     counts = dict(entry.get("published_pairs") or {}) if published is None else dict(published)
@@ -505,12 +365,9 @@ def check_dataset(
             "(or remove it), then check again"
         )
         return report
-    if dataset in _MORE:
-        from .check_more import CHECKS as more
+    from .dataset_checks import CHECKS
 
-        more[dataset](Path(root), report, list(splits), quick, progress)
-    else:
-        _CHECKS[dataset](Path(root), report, list(splits), quick, progress)
+    CHECKS[dataset](Path(root), report, list(splits), quick, progress)
     if published is not None and dataset == "ap10k":
         report.expected, report.expected_from = dict(published), "given by the caller"
     if splits:

@@ -28,7 +28,7 @@ from torch import nn
 from .._compat import ensure_torchvision_importable
 from ..weights import KNOWN_WEIGHTS, WeightsFileError, load_state_dict, resolve
 from .base import Extractor, FeatureMaps, module_fingerprint
-from .registry import register_extractor
+from .registry import register_extractor, register_named
 from .sd import dtype_name, parse_dtype
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -291,23 +291,14 @@ def _make(
     return ext.to(device) if device is not None else ext
 
 
-def _register(name: str) -> None:
-    known = KNOWN_WEIGHTS[name]
-
-    def factory(pretrained: bool = True, **kwargs: Any) -> DinoExtractor:
-        return _make(name, pretrained, **kwargs)
-
-    factory.__name__ = name
-    factory.__qualname__ = name
-    factory.__doc__ = (
-        f"{known.description}: last-block tokens before the final norm (840 px -> 60 x 60)."
-    )
-    globals()[name] = factory
-    register_extractor(name, factory)
-
-
-for _name in DINOV2_ARCHS:
-    _register(_name)
+register_named(
+    DINOV2_ARCHS,
+    _make,
+    lambda name: (
+        f"{KNOWN_WEIGHTS[name].description}: last-block tokens before the final norm (840 px -> 60 x 60)."
+    ),
+    globals(),
+)
 
 
 @register_extractor("dinov2-tiny")

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..weights import KNOWN_WEIGHTS, WeightsFileError, load_state_dict, resolve
 from .dino import DinoExtractor, import_timm
-from .registry import register_extractor
+from .registry import register_extractor, register_named
 
 PATCH = 16
 DEFAULT_SIZE = 960  # 60 x 60 tokens
@@ -148,23 +148,14 @@ def _make(
     return ext.to(device) if device is not None else ext
 
 
-def _register(name: str) -> None:
-    known = KNOWN_WEIGHTS[name]
-
-    def factory(pretrained: bool = True, **kwargs: Any) -> DinoExtractor:
-        return _make(name, pretrained, **kwargs)
-
-    factory.__name__ = name
-    factory.__qualname__ = name
-    factory.__doc__ = (
-        f"{known.description}: last-block tokens after the final norm (960 px -> 60 x 60)."
-    )
-    globals()[name] = factory
-    register_extractor(name, factory)
-
-
-for _name in DINOV3_ARCHS:
-    _register(_name)
+register_named(
+    DINOV3_ARCHS,
+    _make,
+    lambda name: (
+        f"{KNOWN_WEIGHTS[name].description}: last-block tokens after the final norm (960 px -> 60 x 60)."
+    ),
+    globals(),
+)
 
 
 @register_extractor("dinov3-tiny")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,29 @@ def register_extractor(name: str, factory: Callable[..., Extractor] | None = Non
         return fn
 
     return _add(factory) if factory is not None else _add
+
+
+def register_named(
+    names: Iterable[str],
+    make: Callable[..., Extractor],
+    doc: Callable[[str], str],
+    namespace: dict[str, Any],
+) -> None:
+    """Register one factory per name of a family (``dinov2_vitb14``, ...): ``name(pretrained=True,
+    **kwargs)`` calls ``make(name, pretrained, **kwargs)``, carries ``doc(name)`` as its
+    docstring and is also bound in ``namespace`` (the defining module's ``globals()``), so
+    ``from corr.extractors.dino import dinov2_vitb14`` works."""
+
+    def one(name: str) -> Callable[..., Extractor]:
+        def factory(pretrained: bool = True, **kwargs: Any) -> Extractor:
+            return make(name, pretrained, **kwargs)
+
+        factory.__name__ = factory.__qualname__ = name
+        factory.__doc__ = doc(name)
+        return factory
+
+    for name in names:
+        namespace[name] = register_extractor(name, one(name))
 
 
 def list_extractors() -> list[str]:
