@@ -14,6 +14,7 @@ from pathlib import Path
 
 from minireal_subset import copy_spair
 from synthetic_ap10k import make_ap10k_raw
+from synthetic_benchmarks import make_pfwillow, make_spair_u
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Case:
     ``line`` (None for JSON files) and ``field``; ``baits`` are the files outside."""
 
     name: str
-    dataset: str  # "spair", "pfpascal", "ap10k", or "ap10k-raw" (the builder's input)
+    dataset: str  # "spair", "spair-u", "pfpascal", "pfwillow", "ap10k", or "ap10k-raw"
     root: Path
     file: Path
     field: str
@@ -87,6 +88,41 @@ def _pfpascal(minireal: Path, box: Path, name: str) -> Case:
     return Case(name, "pfpascal", root, csv, field, 3, [bait])
 
 
+def _spair_u(box: Path, name: str) -> Case:
+    """SPair-U's relabelled pairs (synthetic, SPair-71k's format in the ``Extra*`` folders)."""
+    root = box / "data" / "SPair-U"
+    pairs = make_spair_u(root)
+    pair = root / "ExtraPairAnnotation" / "test" / f"{pairs[0]['filename']}.json"
+    data = json.loads(pair.read_text())
+    field = name.split("-", 2)[2]
+    if field == "category":
+        src = Path(data["src_imname"]).stem
+        data["category"] = "../../outcat"  # ExtraImageAnnotation/../../outcat: beside the folder
+        baits = [_bait(box / "data" / "outcat" / f"{src}.json")]
+    else:
+        photo = (root / "JPEGImages" / data["category"] / data[field]).read_bytes()
+        data[field] = "../../../outside.jpg"
+        baits = [_bait(box / "data" / "outside.jpg", photo)]
+    pair.write_text(json.dumps(data))
+    return Case(name, "spair-u", root, pair, field, None, baits)
+
+
+def _pfwillow(box: Path, name: str) -> Case:
+    """PF-Willow's pair list (synthetic, the published CSV's columns) naming an image outside."""
+    root = box / "data" / "PF-WILLOW"
+    make_pfwillow(root)
+    csv = root / "test_pairs_pf.csv"
+    lines = csv.read_text().splitlines()
+    field = name.split("-", 1)[1]
+    row = lines[1].split(",")
+    column = 0 if field == "imageA" else 1
+    photo = (root / row[column]).read_bytes()
+    row[column] = "../secret.png"
+    lines[1] = ",".join(row)
+    csv.write_text("\n".join(lines) + "\n")
+    return Case(name, "pfwillow", root, csv, field, 2, [_bait(box / "data" / "secret.png", photo)])
+
+
 def _ap10k(box: Path, name: str) -> Case:
     from corr.datasets.ap10k import build_ap10k
 
@@ -127,6 +163,10 @@ CASES = [
     "pfpascal-source_image",
     "pfpascal-target_image",
     "pfpascal-beside",
+    "spair-u-category",
+    "spair-u-trg_imname",
+    "pfwillow-imageA",
+    "pfwillow-imageB",
     "ap10k-src_json_path",
     "ap10k-trg_json_path",
     "ap10k-src_image",
@@ -137,8 +177,12 @@ CASES = [
 
 def make_case(name: str, minireal: Path, box: Path) -> Case:
     """Build the hostile data set ``name`` (one of :data:`CASES`) under the folder ``box``."""
+    if name.startswith("spair-u"):
+        return _spair_u(box, name)
     if name.startswith("spair"):
         return _spair(minireal, box, name)
+    if name.startswith("pfwillow"):
+        return _pfwillow(box, name)
     if name.startswith("pfpascal"):
         return _pfpascal(minireal, box, name)
     return _ap10k(box, name)

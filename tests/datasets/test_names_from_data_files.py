@@ -1,7 +1,8 @@
 """Every name read from a data file that becomes a path is checked before any file is opened.
 
 One test per field (SPair-71k ``category``, ``src_imname``, ``trg_imname`` and the Layout list's
-pair stems; PF-Pascal ``source_image`` and ``target_image``; AP-10K ``src/trg_json_path`` and
+pair stems; SPair-U ``category`` and ``trg_imname``; PF-Pascal ``source_image`` and
+``target_image``; PF-Willow ``imageA`` and ``imageB``; AP-10K ``src/trg_json_path`` and
 ``src/trg_image``; the raw AP-10K release's ``file_name``): the error names the file, the line
 (where the file has lines) and the field, and says what to do; the bait file the name leads to
 is never read (tests/datasets/test_no_open_outside_root.py proves that with an audit hook).
