@@ -66,6 +66,17 @@ def _error(capsys) -> str:
     return err
 
 
+def test_tss_names_the_data_and_every_weight_at_once(no_weights, spy, tmp_path, capsys):
+    root = tmp_path / "nowhere" / "TSS_CVPR2016"
+    out = tmp_path / "run"
+    assert eval_main(["tss", "--root", str(root), "--out", str(out), "--no-progress"]) == 2
+    err = _error(capsys)
+    assert "this run cannot start (3 problems; nothing was loaded)" in err
+    assert "TSS" in err and "download tss" in err
+    assert "weights sd15 (Stable Diffusion 1.5" in err and "weights dinov2_vitb14 (" in err
+    assert spy == [] and not out.exists()  # no model built, no run folder
+
+
 def test_eval_names_the_data_every_weight_and_package_at_once(
     no_weights, spy, no_transformers, tmp_path, capsys
 ):

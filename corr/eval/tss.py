@@ -205,24 +205,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..distributed import context
     from ..matcher import Matcher
     from ..precision import resolve_on
+    from ..preflight import PreflightError, preflight
     from ..protocols import get_protocol
 
     args = build_parser().parse_args(argv)
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be a positive number of pairs, got {args.limit}")
-        try:
-            pairs = load_tss(args.root, subsets=tuple(args.subset or TSS_SUBSETS))
-        except DatasetLayoutError as err:
-            from ..datasets.download import download_hint
 
-            hint = download_hint("tss", args.root)
-            raise DatasetLayoutError("TSS", err.layout, err.missing, hint=hint) from None
-        pairs = pairs[: args.limit] if args.limit else pairs
-        if not pairs:
-            raise ValueError(f"no TSS pairs under {args.root}")
+        def data() -> list[TssPair]:
+            try:
+                pairs = load_tss(args.root, subsets=tuple(args.subset or TSS_SUBSETS))
+            except DatasetLayoutError as err:
+                from ..datasets.download import download_hint
+
+                hint = download_hint("tss", args.root)
+                raise DatasetLayoutError("TSS", err.layout, err.missing, hint=hint) from None
+            if not pairs:
+                raise ValueError(f"no TSS pairs under {args.root}")
+            return pairs[: args.limit] if args.limit else pairs
+
         protocol = get_protocol(args.protocol)
         specs = extractor_specs(args, protocol.extractors)
+        # the data, the extractors, every weight and package: all problems at once, nothing loaded
+        pairs = preflight(
+            specs,
+            options=extractor_options(args, specs),
+            protocol=protocol,
+            pretrained=not args.no_pretrained,
+            dtype=None if dtype_name(args) == "auto" else dtype_name(args),
+            data=data,
+        )
         dtype, autocast, _ = resolve_on(args.device, dtype_name(args), args.autocast)
         kwargs: dict[str, Any] = dict(
             protocol=protocol.name,
@@ -254,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteError as err:
         print(f"error: {err}; then run the same command to resume", file=sys.stderr)
         return 1
-    except (DatasetLayoutError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+    except (
+        PreflightError,
+        DatasetLayoutError,
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        ImportError,
+    ) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
