@@ -133,13 +133,16 @@ _PASCAL = Recipe(
     eval_dataset="pascal",
 )
 #: GeoAware-SC's ablation Baseline row, "SD+DINO (S)": the adapter trained with the sparse
-#: CLIP-style loss only (no dense objective, no pair augmentation, argmax evaluation), here
-#: without AP-10K pre-training, on SPair-71k with the otherwise unchanged SPair recipe
+#: CLIP-style loss only (no dense objective, no pair augmentation, no keypoint perturbation,
+#: no feature-map dropout, argmax evaluation), here without AP-10K pre-training, on SPair-71k
+#: with the otherwise unchanged SPair recipe
 _BASELINE = Recipe(
     name="sd-dino-s",
     dense_obj=False,
     double_flip_weight=0.0,
     self_flip_weight=0.0,
+    gaussian_augment=0.0,
+    feat_map_dropout=0.0,
     init_from=None,
     soft_eval=False,
 )
@@ -171,8 +174,9 @@ def training_recipe(name: str, dataset: str, **overrides: Any) -> Recipe:
       ``train_ap10k.yaml``, ``train_pascal.yaml``) from a fresh adapter;
     - ``geoaware-ap10k-pt``: the same, started from the AP-10K pre-trained adapter
       (``init_from="geoaware-ap10k"``: the reference's SPair and PF-Pascal configs);
-    - ``sd-dino-s``: the SD+DINO (S) baseline: sparse CLIP loss only, no flip terms, nearest
-      neighbour evaluation, a fresh adapter.
+    - ``sd-dino-s``: the SD+DINO (S) baseline: sparse CLIP loss only, no flip terms, no
+      keypoint perturbation, no feature-map dropout, nearest neighbour evaluation, a fresh
+      adapter.
     """
     if dataset not in _BASE:
         raise ValueError(f"unknown data set {dataset!r}; training knows {', '.join(_BASE)}")
@@ -193,6 +197,8 @@ def training_recipe(name: str, dataset: str, **overrides: Any) -> Recipe:
             flip_weight=0.0,
             double_flip_weight=0.0,
             self_flip_weight=0.0,
+            gaussian_augment=0.0,
+            feat_map_dropout=0.0,
             soft_eval=False,
             init_from=None,
         )

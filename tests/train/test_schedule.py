@@ -17,6 +17,7 @@ from corr.train import (
     one_cycle_lr,
     one_cycle_momentum,
     scheduler_total_steps,
+    training_recipe,
 )
 
 
@@ -55,6 +56,13 @@ def test_recipes():
     assert not RECIPES["pascal"].pair_augment and RECIPES["pascal"].epochs == 100
     base = RECIPES["sd-dino-s"]
     assert not base.dense_obj and not base.pair_augment and not base.soft_eval
+    # SD+DINO (S) is the sparse loss alone: no perturbation, no feature-map dropout either
+    assert base.gaussian_augment == 0.0 and base.feat_map_dropout == 0.0
+    for dataset in ("spair", "ap10k", "pfpascal"):
+        r = training_recipe("sd-dino-s", dataset)
+        assert (r.gaussian_augment, r.feat_map_dropout, r.dense_obj) == (0.0, 0.0, False)
+        assert not r.pair_augment and not r.soft_eval and r.init_from is None
+    assert training_recipe("geoaware", "spair").feat_map_dropout == 0.2  # the reference's
     assert RECIPES["ap10k"].scheduler is None and RECIPES["ap10k"].init_from is None
     assert get_recipe(base) is base
     with pytest.raises(ValueError, match="unknown training recipe 'x'"):

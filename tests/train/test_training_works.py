@@ -1,10 +1,11 @@
 """Training works on real photos: a short run on minireal's training pairs (the ImageNet
 MobileNetV2 stand-in's features) lowers the loss and raises PCK@0.10 on those pairs.
 
-Measured (2026-12-04, this 2-core CPU, one thread): recipe sd-dino-s with lr 5e-3 held constant,
-4 epochs of the 19 training pairs (76 steps, about 17 s): the mean loss of the first epoch 2.46,
-of the last 0.86; PCK@0.10 per image on the training pairs 27.2 (the stand-in's own features,
-zero-shot) -> 66.8 with the trained adapter. The test asserts about half of each margin.
+Measured (2026-12-05, a 2-core CPU, one thread): recipe sd-dino-s (no feature-map dropout) with
+lr 5e-3 held constant, 4 epochs of the 19 training pairs (76 steps, about 11 s): the mean loss of
+the first epoch 2.47, of the last 0.29; PCK@0.10 per image on the training pairs 27.2 (the
+stand-in's own features, zero-shot) -> 86.4 with the trained adapter. The test asserts about
+half of each margin.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def test_a_short_training_lowers_the_loss_and_raises_pck(
     last = sum(e["loss"] for e in log[-19:]) / 19
     assert results["loss"]["first_epoch_mean"] == first
     assert results["loss"]["last_epoch_mean"] == last
-    assert first - last > 0.8, (first, last)  # measured 2.46 -> 0.86
-    assert after - before > 0.20, (before, after)  # measured 0.272 -> 0.668
+    assert first - last > 1.0, (first, last)  # measured 2.47 -> 0.29
+    assert after - before > 0.30, (before, after)  # measured 0.272 -> 0.864
     # the adapter's evaluation is nearest neighbour, as the recipe says
     assert trained.method == "nn" and adapter.config.recipe["soft_eval"] is False
