@@ -203,5 +203,12 @@ def _main(args: argparse.Namespace) -> int:
         return 2
 
 
+def run() -> None:
+    """The ``corr-extract`` command: :func:`main`, then :func:`corr.logs.exit_cli`."""
+    from .logs import exit_cli
+
+    exit_cli(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from torch import nn
 
 import corr
@@ -79,3 +80,22 @@ def test_cli_logging_level_comes_from_the_environment(monkeypatch, capsys):
 def test_library_logger_is_silent_by_default():
     handlers = logging.getLogger("corr").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+@pytest.mark.parametrize("code", [0, 2, 130])
+def test_exit_cli_survives_a_ctrl_c_during_the_shutdown(code):
+    """A Ctrl-C that lands while the interpreter shuts down (here: sent by an exit handler)
+    neither changes the exit status nor prints a traceback. After an interrupt (130) the tool
+    leaves before the shutdown; otherwise the work is done and the late Ctrl-C is ignored.
+    (``sys.exit`` in their place: a KeyboardInterrupt traceback from the exit handler.)"""
+    script = (
+        "import atexit, os, signal, time\n"
+        "from corr.logs import exit_cli\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))\n"
+        f"exit_cli({code})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

@@ -1,5 +1,7 @@
 import sys
 
+from ..logs import INTERRUPTED, exit_cli
+
 try:  # Ctrl-C while the modules load (torch takes seconds): the same exit as mid-run
     from .cli import main
 
@@ -9,5 +11,5 @@ except KeyboardInterrupt:
         "\ninterrupted (nothing of the run was lost): run the same command to resume",
         file=sys.stderr,
     )
-    code = 130
-sys.exit(code)
+    code = INTERRUPTED
+exit_cli(code)

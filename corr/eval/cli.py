@@ -454,5 +454,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
 
 
+def run() -> None:
+    """The ``corr-eval`` command: :func:`main`, then :func:`corr.logs.exit_cli`."""
+    from ..logs import exit_cli
+
+    exit_cli(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

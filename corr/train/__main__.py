@@ -1,7 +1,6 @@
 """``python -m corr.train``: see :mod:`corr.train.cli`."""
 
-import sys
-
+from ..logs import exit_cli
 from .cli import main
 
-sys.exit(main())
+exit_cli(main())
