@@ -140,3 +140,39 @@ def test_adapter_input_matches_prepare_feature_paths_and_load(golden):
     assert adapter_groups([sd, dino]) == [("sd8", 6), ("sd5", 5), ("sd2", 4), ("dino", 3)]
     cells = x.reshape(x.shape[0], -1).T
     torch.testing.assert_close(cells, torch.tensor(data["input"]), atol=1e-6, rtol=1e-6)
+
+
+def _eval_error(data: dict, net: AggregationNetwork, x: torch.Tensor | None = None) -> float:
+    with torch.no_grad():
+        out = net.eval()(inputs(data) if x is None else x)
+    return float((out - torch.tensor(data["out_eval"])).abs().max())
+
+
+def test_wrong_adapters_fail_the_golden(golden):
+    """Deliberately wrong implementations miss the reference's output by far more than the
+    tolerance: another GroupNorm, uniform instead of learned mixing, the groups concatenated in
+    another order, and a projection without its residual shortcut."""
+    data = golden("adapter_forward.json")
+    assert _eval_error(data, reference_loaded(data)) < 2e-5  # the right one passes
+    other_norm = AggregationNetwork(small_config({**data, "num_norm_groups": 16}))
+    other_norm.load_state_dict(fill(data["keys"], data["state_dict_seed"]))
+    assert _eval_error(data, other_norm) > 1e-3
+    uniform = reference_loaded(data)
+    with torch.no_grad():
+        uniform.mixing_weights.zero_()
+    assert _eval_error(data, uniform) > 1e-3
+    parts = torch.split(inputs(data), data["feature_dims"], dim=1)
+    reordered = torch.cat(parts[::-1], dim=1)  # the feature groups concatenated backwards
+    assert _eval_error(data, reference_loaded(data), reordered) > 1e-3
+    no_shortcut = reference_loaded(data)
+    for block in no_shortcut.modules():
+        if isinstance(getattr(block, "shortcut", None), torch.nn.Module):
+            block.shortcut = _Zero()
+    assert _eval_error(data, no_shortcut) > 1e-3
+
+
+class _Zero(torch.nn.Module):
+    """A shortcut that adds nothing (a bottleneck without its residual path)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), dtype=x.dtype)

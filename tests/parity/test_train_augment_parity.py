@@ -36,3 +36,15 @@ def test_flipped_keypoints_match_flip_keypoints(golden):
         table = ap10k if name == "ap10k" else spair[name]
         got = flip_keypoints(torch.tensor(case["kps"]), data["size"], flip_permutation_for(table))
         torch.testing.assert_close(got, torch.tensor(case["flipped"]), atol=0, rtol=0)
+
+
+def test_wrong_flips_fail_the_golden(golden):
+    """Mirroring without reordering the keypoints, or about ``size - 1`` instead of ``size``,
+    misses ``flip_keypoints``'s output."""
+    data = golden("train_augment.json")
+    case = data["flips"]["cat"]
+    perm = flip_permutation_for(load_groups("spair_flip")["cat"])
+    kps, want = torch.tensor(case["kps"]), torch.tensor(case["flipped"])
+    identity = list(range(len(perm)))
+    assert not torch.equal(flip_keypoints(kps, data["size"], identity), want)
+    assert not torch.equal(flip_keypoints(kps, data["size"] - 1, perm), want)

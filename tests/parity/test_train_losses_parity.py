@@ -142,3 +142,63 @@ def test_noise_changes_the_loss_so_the_seeded_case_tests_it(data):
     quiet = data["cases"]["dense_pair_augment"]
     assert abs(case["loss"] - quiet["loss"]) > 1e-3
     assert np.isfinite(case["loss"])
+
+
+def test_wrong_clip_losses_fail_the_golden(data):
+    """The scale taken as the logit itself instead of its exponential, or the cross-entropy in
+    one direction only, miss ``cal_clip_loss``'s value."""
+    c = data["clip"]
+    f = []
+    for s in c["seeds"]:
+        x = torch.randn((c["n"], data["dim"]), generator=torch.Generator().manual_seed(s))
+        f.append(x / x.norm(dim=-1, keepdim=True))
+    raw = clip_loss(f[0], f[1], torch.tensor(data["logit_scale"]))
+    assert abs(raw.item() - c["loss"]) > 1e-3
+    scale = torch.tensor(data["logit_scale"]).exp()
+    one_way = F.cross_entropy(scale * f[0] @ f[1].T, torch.arange(c["n"]))
+    assert abs(one_way.item() - c["loss"]) > 1e-3
+
+
+def test_wrong_flow_losses_fail_the_golden(data):
+    """Another soft-argmax window, or the flow target with x and y swapped, miss the dense
+    loss of ``calculate_loss``."""
+    want = data["dense"]["random"]["3"]["loss"]
+    d = family(data, "random")
+    cells, target = main_term(data)
+    right = flow_loss(
+        SoftArgmaxFlow(grid=data["grid"], window=3)(d["src"], d["tgt"], cells), target
+    )
+    assert right.item() == pytest.approx(want, rel=2e-6)
+    other = SoftArgmaxFlow(grid=data["grid"], window=4)(d["src"], d["tgt"], cells)
+    assert abs(flow_loss(other, target).item() - want) > 1e-4
+    pred = SoftArgmaxFlow(grid=data["grid"], window=3)(d["src"], d["tgt"], cells)
+    assert abs(flow_loss(pred, target.flip(-1)).item() - want) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "wrong", [{"self_flip_weight": 1.0}, {"double_flip_weight": 0.5}, {"dense_obj": False}]
+)
+def test_wrong_loss_compositions_fail_the_golden(data, wrong):
+    """The pair-augmented dense case with a flip term weighted otherwise, or without the dense
+    objective, misses ``calculate_loss``'s total."""
+    case = data["cases"]["dense_pair_augment"]
+    perm = flip_permutation_for(load_groups("spair_flip")[data["flip_category"]])
+    k1, k2 = keypoints(data)
+    d = family(data, case["descriptors"])
+    recipe = recipe_for(case).replace(**wrong)
+    loss = pair_loss(
+        d["src"],
+        d["tgt"],
+        k1,
+        k2,
+        torch.tensor(data["logit_scale"]),
+        flow=SoftArgmaxFlow(grid=data["grid"]) if recipe.dense_obj else None,
+        threshold1=data["threshold1"],
+        threshold2=data["threshold2"],
+        flip_perm=perm,
+        desc1_flip=d["src_flip"],
+        desc2_flip=d["tgt_flip"],
+        recipe=recipe,
+        size=data["size"],
+    )
+    assert abs(loss.item() - case["loss"]) > 1e-3, wrong

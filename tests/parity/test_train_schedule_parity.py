@@ -64,3 +64,16 @@ def test_cosine_option_matches_the_reference(golden):
     for step, want in cos["steps"].items():
         sched.last_epoch = int(step)
         assert sched._get_closed_form_lr()[0] == pytest.approx(want["lr"], rel=1e-9), step
+
+
+@pytest.mark.parametrize("wrong", [{"pct_start": 0.25}, {"max_lr": 1e-3}, {"div_factor": 10.0}])
+def test_wrong_one_cycles_fail_the_golden(golden, wrong):
+    """Another warm-up share, peak or starting divisor misses OneCycleLR's learning rates."""
+    oc = golden("train_schedule.json")["one_cycle"]
+    args = {"max_lr": oc["max_lr"], "pct_start": oc["pct_start"], **wrong}
+    misses = [
+        step
+        for step, want in oc["steps"].items()
+        if abs(one_cycle_lr(int(step), oc["total_steps"], **args) - want["lr"]) > 1e-9 * want["lr"]
+    ]
+    assert len(misses) >= len(oc["steps"]) // 2, (wrong, misses)
