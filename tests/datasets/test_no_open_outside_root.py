@@ -8,8 +8,9 @@ links chain outside, and runs ``corr.eval`` with the tiny random models on a SPa
 whose pair list names a pair file outside. Every path opened during a job must resolve
 (realpath) inside that job's own folders or the allow-list: the Python installation and the
 virtual environment (``sys.prefix``, ``sys.base_prefix``, ``sys.exec_prefix``,
-``sys.base_exec_prefix``), the ``corr`` package, and the subprocess's own ``/proc/self/...``
-(torch reads ``/proc/self/maps`` when imported); and the folders on ``sys.path`` may be listed
+``sys.base_exec_prefix``), the ``corr`` package, the subprocess's own ``/proc/self/...``
+(torch reads ``/proc/self/maps`` when imported) and ``/dev/null`` (torch 2.15's import opens
+it; it holds nothing to read); and the folders on ``sys.path`` may be listed
 (``os.listdir``, by the import system), not opened. Nothing else: not the test's temporary
 folder, where the baits are, nor the working folder. With the fix every hostile job stops at
 the refused name, ``corr.eval`` included (exit 2, the error naming the list, line and field).
@@ -184,6 +185,8 @@ def test_hostile_data_sets_open_nothing_outside_their_folders(
 
     def allowed(job: str, event: str, real: str) -> bool:
         if event == "os.listdir" and real in imports:
+            return True
+        if real == os.devnull:
             return True
         return _inside(real, mine[job] + everywhere) or _own_process_state(real, got["pid"])
 
