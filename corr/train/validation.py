@@ -22,10 +22,16 @@ from ..io import atomic_write_bytes, atomic_write_json
 from ..metrics import ALPHAS, alpha_key, evaluate
 from ..protocols import MATCHER_KNOBS
 
-__all__ = ["Validator", "write_validations", "SELECTION_ALPHA"]
+__all__ = ["Validator", "write_validations", "SELECTION_ALPHA", "VALIDATION_MEMORY_BYTES"]
 
 #: the PCK threshold that picks the best checkpoint (pck_train.py)
 SELECTION_ALPHA = {"spair": 0.10, "ap10k": 0.10, "pfpascal": 0.05}
+
+
+#: what the validation keeps of features and descriptors in memory, at most (corr.eval's default
+#: ``--memory-cache-gb 4``): SPair-71k's validation images with their mirrors at the reference
+#: sizes would need tens of GB; past the bound entries are read back from the feature cache
+VALIDATION_MEMORY_BYTES = 4 * 2**30
 
 
 class Validator:
@@ -46,6 +52,7 @@ class Validator:
             window=recipe.soft_eval_window,
             cache_dir=matcher.cache.root,
             memory_cache=max(8, 2 * len(records) + 8),
+            memory_cache_bytes=VALIDATION_MEMORY_BYTES,
             device=matcher.device,
             exif_transpose=matcher.exif_transpose,
             **knobs,
