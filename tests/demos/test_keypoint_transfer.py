@@ -179,3 +179,30 @@ def test_warp_option_saves_the_warped_source_at_the_target_size(tmp_path, capsys
     assert f"warp:   {warp}" in capsys.readouterr().out
     rc = kt.main([*argv[:-1], str(tmp_path / "warped.gif"), *TINY])
     assert rc == 2 and "--warp" in capsys.readouterr().err
+
+
+def test_adapter_runs_through_its_extractors_and_is_recorded(real_mobilenet, tmp_path):
+    """``--adapter PATH``: the extractors the adapter was trained on (no --extractor needed),
+    its evaluation, the points of ``Matcher(adapter=...)``, and the adapter in the JSON and
+    the caption."""
+    import torch
+
+    from corr import Matcher
+    from corr.adapters import AdapterConfig, AggregationNetwork, adapter_groups, save_adapter
+
+    src, tgt = ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"
+    maps = Matcher([real_mobilenet], device="cpu").features(str(src)).maps
+    torch.manual_seed(0)
+    recipe = {"extractors": [real_mobilenet], "protocol": "corr", "soft_eval": False}
+    config = AdapterConfig.for_groups(adapter_groups(maps), projection_dim=128, recipe=recipe)
+    path = save_adapter(AggregationNetwork(config), tmp_path / "adapter")
+    out = tmp_path / "adapter.png"
+    points = [[100.0, 50.0], [300.5, 276.8]]
+    argv = [str(src), str(tgt), "--points", "100,50; 300.5,276.8", "--out", str(out)]
+    assert kt.main([*argv, "--adapter", str(path), "--device", "cpu"]) == 0
+    data = _read(out)
+    assert data["extractor"]["adapter"]["sha256"]
+    assert f"through the trained adapter {path}" in data["extractor"]["features"]
+    assert data["extractor"]["matcher"] == "nn"  # the adapter's evaluation
+    want = Matcher(adapter=path, device="cpu").match(str(src), str(tgt), points).keypoints1
+    np.testing.assert_allclose([p["tgt"] for p in data["points"]], want, atol=1e-2)
