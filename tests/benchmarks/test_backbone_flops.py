@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "backbone_flops.py"
@@ -31,3 +32,33 @@ def test_sd_rows_count_only_what_runs():
     early = mod.count("sd-tiny-cleandift", {"input_size": 128, "layers": (2,)})
     assert early["maps"] == {"sd2": [48, 2, 2]}
     assert 0 < early["flops"] < full["flops"]  # the UNet stops after the last hooked layer
+
+
+def _backbone_table() -> dict[str, str]:
+    """The README's backbone table: each backbone name -> its line (``dinov2_vits14`` /
+    ``vitb14`` written short for ``dinov2_vitb14``)."""
+    text = (SCRIPT.parents[1] / "README.md").read_text()
+    section = text.split("\n## Backbones\n", 1)[1].split("\n## ", 1)[0]
+    names: dict[str, str] = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first, *more = re.findall(r"`([^`]+)`", line.split("|")[1])
+        family = first[: first.index("_") + 1] if "_" in first else ""
+        for name in [first, *(family + m for m in more)]:
+            assert name not in names, f"{name} is in two lines of the README's table"
+            names[name] = line
+    return names
+
+
+def test_the_readme_table_names_every_row_and_shows_its_count():
+    """Every backbone the script counts is in the README's table, and the small ones (fast to
+    count on the meta device) show in their own line the GFLOPs the script counts today."""
+    mod = _module()
+    table = _backbone_table()
+    missing = sorted({spec for _row, spec, _options, _what in mod.ROWS} - set(table))
+    assert not missing, f"backbones counted but not in the README's table: {missing}"
+    for name in ("dinov2_vits14", "dinov2_vits14_reg", "dinov3_vits16"):
+        options = next(r[2] for r in mod.ROWS if r[1] == name)
+        gflops = f"{round(mod.count(name, options)['gflops']):,}"
+        assert gflops in table[name].split("|")[3], (name, gflops)
