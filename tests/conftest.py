@@ -84,6 +84,24 @@ def real_mobilenet() -> str:
 
 
 @pytest.fixture(scope="session")
+def standin_adapter(real_mobilenet, tmp_path_factory) -> Path:
+    """A supervised adapter for the MobileNetV2 stand-in's features, randomly initialised (seed
+    0) and saved as ``corr.train`` saves one: its recipe names the stand-in and nearest-neighbour
+    evaluation. Returns the ``.safetensors`` path."""
+    import torch
+
+    import corr
+    from corr.adapters import AdapterConfig, AggregationNetwork, adapter_groups, save_adapter
+
+    image = Path(corr.__file__).parent / "samples" / "tiger_a.jpg"
+    maps = corr.Matcher([real_mobilenet], device="cpu").features(str(image)).maps
+    torch.manual_seed(0)
+    recipe = {"extractors": [real_mobilenet], "protocol": "corr", "soft_eval": False}
+    config = AdapterConfig.for_groups(adapter_groups(maps), projection_dim=128, recipe=recipe)
+    return save_adapter(AggregationNetwork(config), tmp_path_factory.mktemp("adapter") / "standin")
+
+
+@pytest.fixture(scope="session")
 def mobilenet_feature_cache(tmp_path_factory) -> Path:
     """One on-disk feature cache for the tests that only *use* real MobileNetV2 features of
     the bundled photos (the same image is then extracted once per test session, not once per

@@ -145,17 +145,9 @@ def test_command_line_help_names_every_option(capsys):
     assert "mobilenet" in out and "sd-dino" in out
 
 
-def test_a_trained_adapter_is_a_backbone_of_its_own(no_weights, real_mobilenet, tmp_path):
-    import torch
-
-    from corr.adapters import AdapterConfig, AggregationNetwork, adapter_groups, save_adapter
-
+def test_a_trained_adapter_is_a_backbone_of_its_own(no_weights, real_mobilenet, standin_adapter):
     src, tgt = ASSETS / "tiger_a.jpg", ASSETS / "tiger_b.jpg"
-    maps = Matcher([real_mobilenet], device="cpu").features(str(src)).maps
-    torch.manual_seed(0)
-    recipe = {"extractors": [real_mobilenet], "protocol": "corr", "soft_eval": False}
-    config = AdapterConfig.for_groups(adapter_groups(maps), projection_dim=128, recipe=recipe)
-    path = save_adapter(AggregationNetwork(config), tmp_path / "mine")
+    path = standin_adapter
     app = DemoApp(device="cpu", max_display=400, adapter=str(path))
     assert app.backbone == "adapter" and str(path) in app.backbones["adapter"][0]
     state, status = app.load(str(src), str(tgt), "adapter", 0.5)

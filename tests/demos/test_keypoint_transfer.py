@@ -181,21 +181,14 @@ def test_warp_option_saves_the_warped_source_at_the_target_size(tmp_path, capsys
     assert rc == 2 and "--warp" in capsys.readouterr().err
 
 
-def test_adapter_runs_through_its_extractors_and_is_recorded(real_mobilenet, tmp_path):
+def test_adapter_runs_through_its_extractors_and_is_recorded(standin_adapter, tmp_path):
     """``--adapter PATH``: the extractors the adapter was trained on (no --extractor needed),
     its evaluation, the points of ``Matcher(adapter=...)``, and the adapter in the JSON and
     the caption."""
-    import torch
-
     from corr import Matcher
-    from corr.adapters import AdapterConfig, AggregationNetwork, adapter_groups, save_adapter
 
     src, tgt = ASSETS / "gazelle.jpg", ASSETS / "jaguar.jpg"
-    maps = Matcher([real_mobilenet], device="cpu").features(str(src)).maps
-    torch.manual_seed(0)
-    recipe = {"extractors": [real_mobilenet], "protocol": "corr", "soft_eval": False}
-    config = AdapterConfig.for_groups(adapter_groups(maps), projection_dim=128, recipe=recipe)
-    path = save_adapter(AggregationNetwork(config), tmp_path / "adapter")
+    path = standin_adapter
     out = tmp_path / "adapter.png"
     points = [[100.0, 50.0], [300.5, 276.8]]
     argv = [str(src), str(tgt), "--points", "100,50; 300.5,276.8", "--out", str(out)]

@@ -8,23 +8,15 @@ import hashlib
 import json
 
 import pytest
-import torch
 
-from corr import Matcher
-from corr.adapters import AdapterConfig, AggregationNetwork, adapter_groups, save_adapter
 from corr.eval.cli import main
 from corr.extract import main as extract_main
 
 
-@pytest.fixture(scope="module")
-def adapter(real_mobilenet, minireal, tmp_path_factory):
+@pytest.fixture
+def adapter(standin_adapter):
     """A (randomly initialised) adapter for the MobileNetV2 stand-in's features."""
-    img = next((minireal / "SPair-71k" / "JPEGImages").rglob("*.jpg"))
-    maps = Matcher([real_mobilenet], device="cpu").features(str(img)).maps
-    torch.manual_seed(0)
-    recipe = {"extractors": [real_mobilenet], "protocol": "corr", "soft_eval": False}
-    config = AdapterConfig.for_groups(adapter_groups(maps), projection_dim=128, recipe=recipe)
-    return save_adapter(AggregationNetwork(config), tmp_path_factory.mktemp("adapter") / "a")
+    return standin_adapter
 
 
 def test_eval_with_an_adapter_uses_its_extractors_and_records_it(

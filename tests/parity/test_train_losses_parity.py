@@ -109,32 +109,37 @@ def recipe_for(case: dict) -> Recipe:
     )
 
 
-def test_pair_loss_matches_calculate_loss(data):
+def case_loss(data: dict, case: dict, recipe: Recipe) -> float:
+    """``pair_loss`` of one golden case under ``recipe`` (its seeded noise drawn as there)."""
     perm = flip_permutation_for(load_groups("spair_flip")[data["flip_category"]])
     k1, k2 = keypoints(data)
-    scale = torch.tensor(data["logit_scale"])
+    d = family(data, case["descriptors"])
+    flow = SoftArgmaxFlow(grid=data["grid"], window=recipe.soft_train_window)
+    if case["noise_seed"] is not None:
+        torch.manual_seed(case["noise_seed"])
+    loss = pair_loss(
+        d["src"],
+        d["tgt"],
+        k1,
+        k2,
+        torch.tensor(data["logit_scale"]),
+        flow=flow if recipe.dense_obj else None,
+        threshold1=data["threshold1"],
+        threshold2=data["threshold2"],
+        flip_perm=perm,
+        desc1_flip=d["src_flip"],
+        desc2_flip=d["tgt_flip"],
+        recipe=recipe,
+        size=data["size"],
+    )
+    return loss.item()
+
+
+def test_pair_loss_matches_calculate_loss(data):
     for name, case in data["cases"].items():
-        d = family(data, case["descriptors"])
-        recipe = recipe_for(case)
-        flow = SoftArgmaxFlow(grid=data["grid"], window=recipe.soft_train_window)
-        if case["noise_seed"] is not None:
-            torch.manual_seed(case["noise_seed"])
-        loss = pair_loss(
-            d["src"],
-            d["tgt"],
-            k1,
-            k2,
-            scale,
-            flow=flow if recipe.dense_obj else None,
-            threshold1=data["threshold1"],
-            threshold2=data["threshold2"],
-            flip_perm=perm,
-            desc1_flip=d["src_flip"],
-            desc2_flip=d["tgt_flip"],
-            recipe=recipe,
-            size=data["size"],
+        assert case_loss(data, case, recipe_for(case)) == pytest.approx(case["loss"], rel=2e-6), (
+            name
         )
-        assert loss.item() == pytest.approx(case["loss"], rel=2e-6), name
 
 
 def test_noise_changes_the_loss_so_the_seeded_case_tests_it(data):
@@ -182,23 +187,5 @@ def test_wrong_loss_compositions_fail_the_golden(data, wrong):
     """The pair-augmented dense case with a flip term weighted otherwise, or without the dense
     objective, misses ``calculate_loss``'s total."""
     case = data["cases"]["dense_pair_augment"]
-    perm = flip_permutation_for(load_groups("spair_flip")[data["flip_category"]])
-    k1, k2 = keypoints(data)
-    d = family(data, case["descriptors"])
-    recipe = recipe_for(case).replace(**wrong)
-    loss = pair_loss(
-        d["src"],
-        d["tgt"],
-        k1,
-        k2,
-        torch.tensor(data["logit_scale"]),
-        flow=SoftArgmaxFlow(grid=data["grid"]) if recipe.dense_obj else None,
-        threshold1=data["threshold1"],
-        threshold2=data["threshold2"],
-        flip_perm=perm,
-        desc1_flip=d["src_flip"],
-        desc2_flip=d["tgt_flip"],
-        recipe=recipe,
-        size=data["size"],
-    )
-    assert abs(loss.item() - case["loss"]) > 1e-3, wrong
+    loss = case_loss(data, case, recipe_for(case).replace(**wrong))
+    assert abs(loss - case["loss"]) > 1e-3, wrong
