@@ -180,8 +180,11 @@ def test_ab_rounds_alternate_and_give_the_ratio(full_run):
     pairs = zip(rat["spair_test"]["per_round"], rat["no_reuse"]["per_round"], strict=True)
     reuse = [a / b for a, b in pairs]
     assert split["reuse_factor"]["median"] == pytest.approx(statistics.median(reuse), abs=0.02)
-    share = math.log(split["reuse_factor"]["median"]) / math.log(rat["spair_test"]["ratio"])
-    assert split["reuse_share_of_ratio"] == pytest.approx(share, abs=0.002)
+    # from the unrounded median of the paired values, as computed (the JSON's median is rounded
+    # to 2 decimals, which moves the share by far more than its own rounding where the ratio
+    # is near 1, as in this tiny run on a fast CPU)
+    share = math.log(statistics.median(reuse)) / math.log(rat["spair_test"]["ratio"])
+    assert split["reuse_share_of_ratio"] == pytest.approx(share, abs=0.0006)
 
 
 def test_the_spair_workload_counts_the_split_files_images(tmp_path):

@@ -32,7 +32,7 @@ def test_tss_end_to_end(tmp_path, capsys):
     assert res["n_pairs"] == len(lines) == 6
     # one pair by hand: its flow from the pair API, EPE and smoothness written out here
     pair = load_tss(root)[1]  # FG3DCar, image2 -> image1: the target is 40 x 30
-    est = tss_flow(Matcher([MOBILENET], device="cpu"), pair)
+    est = tss_flow(Matcher([MOBILENET], device="cpu", dtype="auto"), pair)  # as the eval's
     gt, mask = read_flo(pair.flow), read_mask(pair.mask)
     assert est.shape == gt.shape == (30, 40, 2)
     epe = [math.dist(est[y, x], gt[y, x]) for y, x in zip(*np.nonzero(mask), strict=True)]
