@@ -147,11 +147,13 @@ def _bf16_cpu() -> bool:
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
-def test_the_real_probe_picks_bf16_on_a_cpu_with_bf16_instructions(tmp_path):
+def test_the_real_probe_picks_bf16_on_a_cpu_with_amx(tmp_path):
     """The other half of the rule on real timings: measured 2026-12-05 on a 2-core Xeon with
-    AMX (torch 2.13), bf16 took 0.30 of fp32's time, far inside the 0.8 margin."""
-    if not _bf16_cpu():
-        pytest.skip("this CPU has no bf16 instructions (avx512_bf16 / amx_bf16)")
+    AMX (torch 2.13), bf16 took 0.30 of fp32's time, far inside the 0.8 margin. (With
+    AVX512-BF16 alone the margin is smaller and not measured here: not asserted.)"""
+    info = Path("/proc/cpuinfo")
+    if "amx_bf16" not in (info.read_text().split() if info.exists() else []):
+        pytest.skip("this CPU has no AMX-BF16")
     found = precision.probe_bf16(cache=tmp_path / "p.json")
     assert found["bf16_faster"] is True and found["bf16_share"] <= precision.BF16_MARGIN
 
