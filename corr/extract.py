@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from .logs import import_torch
+
+    import_torch()  # Ctrl-C while torch loads: held until it can be an orderly interrupt
     from .io import WriteError
     from .logs import setup_cli_logging
     from .preflight import PreflightError

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..logs import setup_cli_logging
+    from ..logs import import_torch, setup_cli_logging
 
     setup_cli_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -260,6 +260,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return tss_main(argv[1:])
     args = build_parser().parse_args(argv)
+    import_torch()  # Ctrl-C while torch loads: held until it can be an orderly interrupt
     from ..io import WriteError
     from ..preflight import PreflightError
     from .lock import RunLockedError

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m corr.eval tss``: 0 done, 1 a file could not be written, 2 bad input."""
+    from ..logs import import_torch
+
+    import_torch()  # Ctrl-C while torch loads: held until it can be an orderly interrupt
     from ..datasets import DatasetLayoutError
     from ..distributed import context
     from ..matcher import Matcher

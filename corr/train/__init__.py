@@ -12,17 +12,55 @@ optimiser and schedule, and the recipes' switches. The training loop is built on
 
 from __future__ import annotations
 
-from .augment import flip_keypoints, flip_permutation_for, flip_views, flow_noise, threshold_cells
-from .loop import TrainOptions, train
-from .losses import SoftArgmaxFlow, clip_loss, flow_loss, keypoint_positions, pair_loss
-from .recipe import RECIPES, TRAINING_RECIPES, Recipe, get_recipe, training_recipe
-from .schedule import (
-    build_optimizer,
-    build_scheduler,
-    one_cycle_lr,
-    one_cycle_momentum,
-    scheduler_total_steps,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module holding it, imported on first use, so that ``python -m corr.train``
+#: reaches its own code (which turns Ctrl-C into "interrupted, resume with ...") before torch
+_EXPORTS = {
+    **dict.fromkeys(
+        ("flip_keypoints", "flip_permutation_for", "flip_views", "flow_noise", "threshold_cells"),
+        "corr.train.augment",
+    ),
+    **dict.fromkeys(("TrainOptions", "train"), "corr.train.loop"),
+    **dict.fromkeys(
+        ("SoftArgmaxFlow", "clip_loss", "flow_loss", "keypoint_positions", "pair_loss"),
+        "corr.train.losses",
+    ),
+    **dict.fromkeys(
+        ("RECIPES", "TRAINING_RECIPES", "Recipe", "get_recipe", "training_recipe"),
+        "corr.train.recipe",
+    ),
+    **dict.fromkeys(
+        (
+            "build_optimizer",
+            "build_scheduler",
+            "one_cycle_lr",
+            "one_cycle_momentum",
+            "scheduler_total_steps",
+        ),
+        "corr.train.schedule",
+    ),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .augment import (
+        flip_keypoints,
+        flip_permutation_for,
+        flip_views,
+        flow_noise,
+        threshold_cells,
+    )
+    from .loop import TrainOptions, train
+    from .losses import SoftArgmaxFlow, clip_loss, flow_loss, keypoint_positions, pair_loss
+    from .recipe import RECIPES, TRAINING_RECIPES, Recipe, get_recipe, training_recipe
+    from .schedule import (
+        build_optimizer,
+        build_scheduler,
+        one_cycle_lr,
+        one_cycle_momentum,
+        scheduler_total_steps,
+    )
 
 __all__ = [
     "RECIPES",
@@ -48,3 +86,11 @@ __all__ = [
     "train",
     "training_recipe",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'corr.train' has no attribute {name!r}")

@@ -1,6 +1,14 @@
 """``python -m corr.train``: see :mod:`corr.train.cli`."""
 
-from ..logs import exit_cli
-from .cli import main
+import sys
 
-exit_cli(main())
+from ..logs import INTERRUPTED, exit_cli
+
+try:  # Ctrl-C while the modules load (torch takes seconds): the same exit as mid-run
+    from .cli import main
+
+    code = main()
+except KeyboardInterrupt:
+    print("\ninterrupted before training started: run the same command to resume", file=sys.stderr)
+    code = INTERRUPTED
+exit_cli(code)

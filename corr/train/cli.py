@@ -100,10 +100,27 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..logs import setup_cli_logging
+    """``python -m corr.train``: the exit status (0 done, 1 a file could not be written, 2 bad
+    input, 130 interrupted: Ctrl-C at any moment, the same command resumes)."""
+    from ..logs import INTERRUPTED, setup_cli_logging
 
     setup_cli_logging()
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # before the run started (loading modules, data, models)
+        print(
+            f"\ninterrupted before training started: nothing of {args.out} was lost; run the "
+            "same command to resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..logs import import_torch
+
+    import_torch()  # Ctrl-C while torch loads: held until it can be an orderly interrupt
     from ..eval.extractor_args import extractor_options, extractor_specs
     from ..eval.lock import RunLockedError
     from ..io import WriteError

@@ -1,4 +1,4 @@
-"""Issue 23.10: Ctrl-C at any moment of ``python -m corr.eval`` or ``python -m corr.extract``
+"""Issue 23.10: Ctrl-C at any moment of ``python -m corr.eval``, ``corr.extract`` or ``corr.train``
 (while the modules load, or mid-extraction) exits 130 with "interrupted ... run the same command
 to resume", as mid-run, never a KeyboardInterrupt traceback (exit -2)."""
 
@@ -67,3 +67,13 @@ def test_ctrl_c_anywhere_in_corr_extract(minireal, tmp_path):
     rc, err = _interrupt(proc, lambda: any(out.rglob("*.safetensors")))
     _clean_interrupt(rc, err)
     assert f"the features extracted so far are in {out}" in err
+
+
+def test_ctrl_c_while_corr_train_starts(minireal, tmp_path):
+    """``python -m corr.train`` too: its package no longer imports torch before the tool's own
+    code can turn Ctrl-C into "interrupted ... resume" (it did: a KeyboardInterrupt traceback and
+    exit -2)."""
+    args = ["spair", "--root", str(minireal / "SPair-71k"), "--out", str(tmp_path / "run")]
+    proc = _start("corr.train", [*args, "--extractor", MOBILENET, "--no-progress"])
+    start = time.monotonic()
+    _clean_interrupt(*_interrupt(proc, lambda: time.monotonic() - start > 0.4))
