@@ -28,9 +28,10 @@ __all__ = ["Validator", "write_validations", "SELECTION_ALPHA", "VALIDATION_MEMO
 SELECTION_ALPHA = {"spair": 0.10, "ap10k": 0.10, "pfpascal": 0.05}
 
 
-#: what the validation keeps of features and descriptors in memory, at most (corr.eval's default
-#: ``--memory-cache-gb 4``): SPair-71k's validation images with their mirrors at the reference
-#: sizes would need tens of GB; past the bound entries are read back from the feature cache
+#: the validation's memory bound, as corr.eval's default ``--memory-cache-gb 4``: at most this
+#: many bytes of features, and as much again of reused descriptors (SPair-71k's validation
+#: images with their mirrors at the reference sizes would need tens of GB); past the bound,
+#: entries are read back from the feature cache
 VALIDATION_MEMORY_BYTES = 4 * 2**30
 
 

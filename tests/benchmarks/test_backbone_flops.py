@@ -34,31 +34,35 @@ def test_sd_rows_count_only_what_runs():
     assert 0 < early["flops"] < full["flops"]  # the UNet stops after the last hooked layer
 
 
-def _backbone_table() -> dict[str, str]:
-    """The README's backbone table: each backbone name -> its line (``dinov2_vits14`` /
-    ``vitb14`` written short for ``dinov2_vitb14``)."""
+def _backbone_table() -> dict[str, tuple[str, int]]:
+    """The README's backbone table: each backbone name -> (its line, its place among the line's
+    backbones); ``dinov2_vits14`` / ``vitb14`` is written short for ``dinov2_vitb14``."""
     text = (SCRIPT.parents[1] / "README.md").read_text()
     section = text.split("\n## Backbones\n", 1)[1].split("\n## ", 1)[0]
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, int]] = {}
     for line in section.splitlines():
         if not line.startswith("| `"):
             continue
         first, *more = re.findall(r"`([^`]+)`", line.split("|")[1])
         family = first[: first.index("_") + 1] if "_" in first else ""
-        for name in [first, *(family + m for m in more)]:
+        for place, name in enumerate([first, *(family + m for m in more)]):
             assert name not in names, f"{name} is in two lines of the README's table"
-            names[name] = line
+            names[name] = (line, place)
     return names
 
 
 def test_the_readme_table_names_every_row_and_shows_its_count():
     """Every backbone the script counts is in the README's table, and the small ones (fast to
-    count on the meta device) show in their own line the GFLOPs the script counts today."""
+    count on the meta device) show, at their place in their line, the GFLOPs the script counts
+    today."""
     mod = _module()
     table = _backbone_table()
     missing = sorted({spec for _row, spec, _options, _what in mod.ROWS} - set(table))
     assert not missing, f"backbones counted but not in the README's table: {missing}"
-    for name in ("dinov2_vits14", "dinov2_vits14_reg", "dinov3_vits16"):
+    for name in ("dinov2_vits14", "dinov2_vitb14_reg", "dinov3_vits16"):
         options = next(r[2] for r in mod.ROWS if r[1] == name)
         gflops = f"{round(mod.count(name, options)['gflops']):,}"
-        assert gflops in table[name].split("|")[3], (name, gflops)
+        line, place = table[name]
+        figures = [f.strip() for f in line.split("|")[3].split("/")]
+        assert len(figures) == sum(1 for n, (ln, _) in table.items() if ln == line), line
+        assert figures[place] == gflops, (name, figures, gflops)
