@@ -99,3 +99,24 @@ def test_exit_cli_survives_a_ctrl_c_during_the_shutdown(code):
     )
     assert done.returncode == code, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+
+
+def test_import_torch_holds_ctrl_c_until_torch_has_loaded():
+    """A Ctrl-C 50 ms into torch's import (which takes about a second) is raised only once
+    torch has loaded completely; inside torch's C++ start-up it could abort the process."""
+    script = (
+        "import os, signal, sys, threading\n"
+        "from corr.logs import import_torch\n"
+        "threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    import_torch()\n"
+        "except KeyboardInterrupt:\n"
+        "    import torch\n"
+        "    print('raised after loading', torch.zeros(2).sum().item(), flush=True)\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "raised after loading 0.0", (done.stdout, done.stderr)
