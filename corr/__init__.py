@@ -6,9 +6,10 @@ need no model code) does not pay for torch, timm or diffusers.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -77,12 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .weights import WeightsNotFoundError
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'corr' has no attribute {name!r}")
+__getattr__ = lazy_getattr("corr", _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -13,8 +13,9 @@ code (which turns Ctrl-C into "interrupted, resume with ...") before torch is im
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     "EvalOptions": "corr.eval.plan",
@@ -33,9 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runner import run_eval
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'corr.eval' has no attribute {name!r}")
+__getattr__ = lazy_getattr("corr.eval", _EXPORTS, globals())

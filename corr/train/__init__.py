@@ -12,8 +12,9 @@ optimiser and schedule, and the recipes' switches. The training loop is built on
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 #: public name -> the module holding it, imported on first use, so that ``python -m corr.train``
 #: reaches its own code (which turns Ctrl-C into "interrupted, resume with ...") before torch
@@ -88,9 +89,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'corr.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr("corr.train", _EXPORTS, globals())
