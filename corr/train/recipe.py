@@ -136,16 +136,17 @@ _PASCAL = Recipe(
 #: CLIP-style loss only (no dense objective, no pair augmentation, no keypoint perturbation,
 #: no feature-map dropout, argmax evaluation), here without AP-10K pre-training, on SPair-71k
 #: with the otherwise unchanged SPair recipe
-_BASELINE = Recipe(
-    name="sd-dino-s",
-    dense_obj=False,
-    double_flip_weight=0.0,
-    self_flip_weight=0.0,
-    gaussian_augment=0.0,
-    feat_map_dropout=0.0,
-    init_from=None,
-    soft_eval=False,
-)
+_SD_DINO_S = {
+    "dense_obj": False,
+    "flip_weight": 0.0,
+    "double_flip_weight": 0.0,
+    "self_flip_weight": 0.0,
+    "gaussian_augment": 0.0,
+    "feat_map_dropout": 0.0,
+    "soft_eval": False,
+    "init_from": None,
+}
+_BASELINE = Recipe(name="sd-dino-s", **_SD_DINO_S)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (_SPAIR, _AP10K, _PASCAL, _BASELINE)}
 
@@ -191,17 +192,7 @@ def training_recipe(name: str, dataset: str, **overrides: Any) -> Recipe:
             )
         recipe = replace(base, init_from=AP10K_PRETRAINED)
     elif name == "sd-dino-s":
-        recipe = replace(
-            base,
-            dense_obj=False,
-            flip_weight=0.0,
-            double_flip_weight=0.0,
-            self_flip_weight=0.0,
-            gaussian_augment=0.0,
-            feat_map_dropout=0.0,
-            soft_eval=False,
-            init_from=None,
-        )
+        recipe = replace(base, **_SD_DINO_S)
     else:
         raise ValueError(
             f"unknown training recipe {name!r}; choose one of {', '.join(TRAINING_RECIPES)}"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..eval.plan import EvalOptions
 from ..io import atomic_write_bytes, atomic_write_json
 from ..metrics import ALPHAS, alpha_key, evaluate
 from ..protocols import MATCHER_KNOBS
@@ -32,7 +33,7 @@ SELECTION_ALPHA = {"spair": 0.10, "ap10k": 0.10, "pfpascal": 0.05}
 #: many bytes of features, and as much again of reused descriptors (SPair-71k's validation
 #: images with their mirrors at the reference sizes would need tens of GB); past the bound,
 #: entries are read back from the feature cache
-VALIDATION_MEMORY_BYTES = 4 * 2**30
+VALIDATION_MEMORY_BYTES = int(EvalOptions.memory_cache_gb * 2**30)
 
 
 class Validator:
