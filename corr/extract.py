@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .logs import INTERRUPTED
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         where = f"the features extracted so far are in {out}; " if out else ""
         print(f"\ninterrupted: {where}run the same command to resume", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..logs import INTERRUPTED
 from .records import DatasetLayoutError
 
 NAMES = ("spair", "spair-u", "pfpascal", "pfwillow", "tss", "ap10k")
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command to resume",
             file=sys.stderr,
         )
-        return 130
+        return INTERRUPTED
     return 0
 
 

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..logs import INTERRUPTED
 from ..protocols import PROTOCOLS as _PROTOCOLS
 from .extractor_args import (
     HelpFormatter,
@@ -39,7 +40,7 @@ from .extractor_args import (
 PROTOCOL_NAMES = tuple(_PROTOCOLS)
 DATASETS = ("spair", "spair-u", "pfpascal", "pfwillow", "ap10k")
 #: what Ctrl-C before the run started prints (exit 130, as mid-run)
-INTERRUPTED = "\ninterrupted (nothing of the run was lost): run the same command to resume"
+INTERRUPTED_MESSAGE = "\ninterrupted (nothing of the run was lost): run the same command to resume"
 DEFAULT_ROOTS = {
     "spair": "data/SPair-71k",
     "spair-u": "data/SPair-U",
@@ -242,8 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:  # before the run started (loading modules, data, models)
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return INTERRUPTED
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -434,7 +435,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 "cache, one line per finished pair); run the same command to resume",
                 file=sys.stderr,
             )
-            return 130
+            return INTERRUPTED
         ctx.close()
         return 0
     except WriteError as err:  # disk full, read-only folder: exit 1, the same command resumes

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..logs import INTERRUPTED
 from .recipe import TRAINING_RECIPES
 
 DATASETS = ("spair", "ap10k", "pfpascal")
@@ -102,7 +103,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m corr.train``: the exit status (0 done, 1 a file could not be written, 2 bad
     input, 130 interrupted: Ctrl-C at any moment, the same command resumes)."""
-    from ..logs import INTERRUPTED, setup_cli_logging
+    from ..logs import setup_cli_logging
 
     setup_cli_logging()
     args = build_parser().parse_args(argv)
@@ -176,7 +177,7 @@ def _main(args: argparse.Namespace) -> int:
                 "the same command to resume",
                 file=sys.stderr,
             )
-            return 130
+            return INTERRUPTED
         ctx.close()
         if results:
             best = results["best"]
